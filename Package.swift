@@ -1,0 +1,81 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Hot modules skip Swift's dynamic exclusivity checks: they hold no shared mutable
+/// state outside locks, and the checks cost 17-114% on the frame path (PERFORMANCE.md).
+let hotPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+
+let package = Package(
+    name: "Junction",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Junction", targets: ["Junction"]),
+        .library(name: "JunctionTerm", targets: ["JunctionTerm"]),
+        .executable(name: "junction", targets: ["junction"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(
+            name: "JunctionTerm",
+            dependencies: ["CZlib", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: hotPathSettings
+        ),
+        .target(
+            name: "JunctionCore",
+            dependencies: [
+                "JunctionTerm",
+                "Yams",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "JunctionTransport",
+            dependencies: [
+                "JunctionCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: hotPathSettings
+        ),
+        .target(
+            name: "JunctionNative",
+            dependencies: [
+                "JunctionTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: hotPathSettings
+        ),
+        .target(
+            name: "Junction",
+            dependencies: [
+                "JunctionNative",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .executableTarget(
+            name: "junction",
+            dependencies: [
+                "Junction",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "JunctionTermTests", dependencies: ["JunctionTerm"]),
+        .testTarget(name: "JunctionCoreTests", dependencies: ["JunctionCore"]),
+        .testTarget(
+            name: "JunctionNativeTests",
+            dependencies: ["JunctionNative", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(name: "JunctionTests", dependencies: ["Junction"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
