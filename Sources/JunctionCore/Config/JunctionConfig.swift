@@ -1,0 +1,313 @@
+import Logging
+
+/// The whole configuration of a Junction node, as decoded from YAML (`Config/README.md`
+/// documents every key). Decoding checks types, unknown keys and cross references.
+public struct JunctionConfig: Sendable, Decodable {
+    public var node: NodeSettings
+    public var stacks: [StackSettings]
+    public var routes: [RouteSettings]
+    public var limits: LimitSettings
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits }
+
+    public init(node: NodeSettings, stacks: [StackSettings], routes: [RouteSettings] = [], limits: LimitSettings = .init()) {
+        self.node = node
+        self.stacks = stacks
+        self.routes = routes
+        self.limits = limits
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        node = try container.decode(NodeSettings.self, forKey: .node)
+        stacks = try container.decode([StackSettings].self, forKey: .stacks)
+        routes = try container.value(.routes, default: [])
+        limits = try container.value(.limits, default: LimitSettings())
+        try validate(path: decoder.codingPath)
+    }
+
+    /// Checks what single keys cannot: unique stack names, references between sections.
+    public func validate(path: [CodingKey] = []) throws {
+        guard !stacks.isEmpty else { throw invalid(path + [CodingKeys.stacks], "at least one stack is needed") }
+        var seen: Set<String> = []
+        for (index, stack) in stacks.enumerated() where !seen.insert(stack.name).inserted {
+            throw invalid(path + [CodingKeys.stacks, AnyCodingKey(intValue: index)!], "stack name '\(stack.name)' is used twice")
+        }
+        let defaultStack = node.defaultStack ?? stacks[0].name
+        guard seen.contains(defaultStack) else {
+            throw invalid(path + [CodingKeys.node, NodeSettings.CodingKeys.defaultStack], "no stack is named '\(defaultStack)'; stacks: \(stacks.map(\.name).joined(separator: ", "))")
+        }
+        for (index, route) in routes.enumerated() {
+            let routePath = path + [CodingKeys.routes, AnyCodingKey(intValue: index)!]
+            if let resolver = route.resolver, !seen.contains(resolver) {
+                throw invalid(routePath + [RouteSettings.CodingKeys.resolver], "no stack is named '\(resolver)'; stacks: \(stacks.map(\.name).joined(separator: ", "))")
+            }
+            if let stack = route.route?.stack, !seen.contains(stack) {
+                throw invalid(routePath + [RouteSettings.CodingKeys.route], "no stack is named '\(stack)'")
+            }
+        }
+    }
+
+    /// The stack that resolves names no static route matches.
+    public var defaultStack: StackSettings {
+        let name = node.defaultStack ?? stacks[0].name
+        return stacks.first { $0.name == name } ?? stacks[0]
+    }
+
+    /// The static routing table this configuration describes, with route cookies read
+    /// from their sources.
+    public func routeTable(environment: [String: String]) throws -> RouteTable {
+        try RouteTable(routes: routes.map { try $0.staticRoute(environment: environment) })
+    }
+}
+
+/// `node:` — who this node is.
+public struct NodeSettings: Sendable, Decodable {
+    public var name: NodeName
+    public var cookie: CookieSource
+    /// Stack whose resolver handles names no static route matches; the first stack by default.
+    public var defaultStack: String?
+    /// Try the default stack's resolver when static routes matched but none connected.
+    public var fallbackToDefaultResolver: Bool
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, cookie, defaultStack, fallbackToDefaultResolver }
+
+    public init(name: NodeName, cookie: CookieSource, defaultStack: String? = nil, fallbackToDefaultResolver: Bool = false) {
+        self.name = name
+        self.cookie = cookie
+        self.defaultStack = defaultStack
+        self.fallbackToDefaultResolver = fallbackToDefaultResolver
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        let text = try container.decode(String.self, forKey: .name)
+        do { name = try NodeName(text) } catch { throw invalid(decoder.codingPath + [CodingKeys.name], error.description) }
+        cookie = try container.decode(CookieSource.self, forKey: .cookie)
+        defaultStack = try container.decodeIfPresent(String.self, forKey: .defaultStack)
+        fallbackToDefaultResolver = try container.value(.fallbackToDefaultResolver, default: false)
+    }
+}
+
+/// Where a cookie comes from: an environment variable, a file, or both (the variable
+/// wins when set). Cookies never appear in config files themselves, nor in logs.
+public struct CookieSource: Sendable, Hashable, Decodable {
+    public var env: String?
+    public var file: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case env, file }
+
+    public init(env: String? = nil, file: String? = nil) {
+        self.env = env
+        self.file = file
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        env = try container.decodeIfPresent(String.self, forKey: .env)
+        file = try container.decodeIfPresent(String.self, forKey: .file)
+        guard env != nil || file != nil else { throw invalid(decoder.codingPath, "a cookie needs 'env' (a variable name) or 'file' (a path), or both") }
+    }
+}
+
+/// `stacks[]` — one network stack: its kind, acceptors and registrar.
+public struct StackSettings: Sendable, Decodable {
+    public enum Kind: String, Sendable, Decodable, CaseIterable { case native }
+
+    public var name: String
+    public var kind: Kind
+    public var acceptors: [AcceptorSettings]
+    public var registrar: RegistrarSettings
+    /// Deadline for each handshake step.
+    public var handshakeTimeout: ConfigDuration
+    /// Largest message accepted or sent on this stack, in bytes.
+    public var maxMessageSize: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize }
+
+    public init(
+        name: String, kind: Kind = .native, acceptors: [AcceptorSettings] = [.init()], registrar: RegistrarSettings = .init(),
+        handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20
+    ) {
+        self.name = name
+        self.kind = kind
+        self.acceptors = acceptors
+        self.registrar = registrar
+        self.handshakeTimeout = handshakeTimeout
+        self.maxMessageSize = maxMessageSize
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        let kindText = try container.decode(String.self, forKey: .kind)
+        guard let kind = Kind(rawValue: kindText) else {
+            throw invalid(decoder.codingPath + [CodingKeys.kind], "unknown stack kind '\(kindText)'; available: \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.kind = kind
+        acceptors = try container.value(.acceptors, default: [AcceptorSettings()])
+        registrar = try container.value(.registrar, default: RegistrarSettings())
+        handshakeTimeout = try container.value(.handshakeTimeout, default: .seconds(5))
+        maxMessageSize = try container.value(.maxMessageSize, default: 64 << 20)
+        guard (1024...(1 << 30)).contains(maxMessageSize) else {
+            throw invalid(decoder.codingPath + [CodingKeys.maxMessageSize], "must be between 1024 and 1073741824 bytes, not \(maxMessageSize)")
+        }
+    }
+}
+
+/// `stacks[].acceptors[]` — an address this stack listens on.
+public struct AcceptorSettings: Sendable, Hashable, Decodable {
+    public var host: String
+    /// 0 lets the kernel pick a free port (the registrar publishes the real one).
+    public var port: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case host, port }
+
+    public init(host: String = "127.0.0.1", port: Int = 0) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        host = try container.value(.host, default: "127.0.0.1")
+        port = try container.value(.port, default: 0)
+        try checkPort(port, decoder.codingPath + [CodingKeys.port])
+    }
+}
+
+/// `stacks[].registrar` — where this stack publishes its acceptors and resolves names.
+public struct RegistrarSettings: Sendable, Hashable, Decodable {
+    public enum Kind: String, Sendable, Decodable, CaseIterable { case embedded }
+
+    public var kind: Kind
+    /// Address of the embedded registrar server on this host (loopback).
+    public var host: String
+    public var port: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case kind, host, port }
+
+    public init(kind: Kind = .embedded, host: String = "127.0.0.1", port: Int = 4499) {
+        self.kind = kind
+        self.host = host
+        self.port = port
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        let kindText = try container.value(.kind, default: "embedded")
+        guard let kind = Kind(rawValue: kindText) else {
+            throw invalid(decoder.codingPath + [CodingKeys.kind], "unknown registrar kind '\(kindText)'; available: \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.kind = kind
+        host = try container.value(.host, default: "127.0.0.1")
+        port = try container.value(.port, default: 4499)
+        try checkPort(port, decoder.codingPath + [CodingKeys.port])
+        guard port != 0 else { throw invalid(decoder.codingPath + [CodingKeys.port], "the registrar needs a fixed port that every node on the host knows") }
+    }
+}
+
+/// `routes[]` — one static route (`spec/static-routes.txt`).
+public struct RouteSettings: Sendable, Decodable {
+    public var match: String
+    public var weight: Int
+    public var resolver: String?
+    public var route: ExplicitRoute?
+    public var cookie: CookieSource?
+    public var flags: FlagOverrides
+    public var atomMapping: [String: String]
+    public var logLevel: Logger.Level?
+    public var certificate: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case match, weight, resolver, route, cookie, flags, atomMapping, logLevel, certificate }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        match = try container.decode(String.self, forKey: .match)
+        do { try RouteTable.validate(pattern: match) } catch { throw invalid(decoder.codingPath + [CodingKeys.match], error.description) }
+        weight = try container.value(.weight, default: 0)
+        resolver = try container.decodeIfPresent(String.self, forKey: .resolver)
+        route = try container.decodeIfPresent(ExplicitRouteSettings.self, forKey: .route)?.route
+        cookie = try container.decodeIfPresent(CookieSource.self, forKey: .cookie)
+        flags = try container.decodeIfPresent(FlagSettings.self, forKey: .flags)?.flags ?? FlagOverrides()
+        atomMapping = try container.value(.atomMapping, default: [:])
+        if let level = try container.decodeIfPresent(String.self, forKey: .logLevel) {
+            guard let parsed = Logger.Level(rawValue: level) else {
+                throw invalid(decoder.codingPath + [CodingKeys.logLevel], "unknown log level '\(level)'; use trace, debug, info, notice, warning, error or critical")
+            }
+            logLevel = parsed
+        }
+        certificate = try container.decodeIfPresent(String.self, forKey: .certificate)
+        guard resolver != nil || (route?.host != nil && route?.port != nil) else {
+            throw invalid(decoder.codingPath, "a route needs 'resolver' (a stack name) or 'route' with 'host' and 'port'")
+        }
+    }
+
+    /// The routing-table entry, with the cookie read from its source.
+    public func staticRoute(environment: [String: String]) throws -> StaticRoute {
+        let secret = try cookie.map { try $0.read(environment: environment, createIfMissing: false) }
+        return StaticRoute(
+            match: match,
+            route: NetworkRoute(resolver: resolver, explicit: route, cookie: secret, flags: flags, atomMapping: atomMapping, logLevel: logLevel, certificate: certificate),
+            weight: weight)
+    }
+}
+
+/// `routes[].route` — explicit address fields.
+struct ExplicitRouteSettings: Decodable {
+    var route: ExplicitRoute
+    enum CodingKeys: String, CodingKey, CaseIterable { case stack, host, port, tls, handshakeVersion, protocolVersion }
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        route = ExplicitRoute(
+            stack: try container.decodeIfPresent(String.self, forKey: .stack),
+            host: try container.decodeIfPresent(String.self, forKey: .host),
+            port: try container.decodeIfPresent(Int.self, forKey: .port),
+            tls: try container.decodeIfPresent(Bool.self, forKey: .tls),
+            handshakeVersion: try container.decodeIfPresent(Int.self, forKey: .handshakeVersion),
+            protocolVersion: try container.decodeIfPresent(Int.self, forKey: .protocolVersion))
+        if let port = route.port { try checkPort(port, decoder.codingPath + [CodingKeys.port]) }
+    }
+}
+
+/// `routes[].flags` — flag overrides.
+struct FlagSettings: Decodable {
+    var flags: FlagOverrides
+    enum CodingKeys: String, CodingKey, CaseIterable { case remoteSpawn, compression, maxMessageSize }
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        flags = FlagOverrides(
+            remoteSpawn: try container.decodeIfPresent(Bool.self, forKey: .remoteSpawn),
+            compression: try container.decodeIfPresent(Bool.self, forKey: .compression),
+            maxMessageSize: try container.decodeIfPresent(Int.self, forKey: .maxMessageSize))
+    }
+}
+
+/// `limits` — bounds that protect the node.
+public struct LimitSettings: Sendable, Hashable, Decodable {
+    /// Messages queued for a node while its connection is being dialled.
+    public var pendingMessages: Int
+    /// Bytes queued for a node while its connection is being dialled.
+    public var pendingBytes: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes }
+
+    public init(pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20) {
+        self.pendingMessages = pendingMessages
+        self.pendingBytes = pendingBytes
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        pendingMessages = try container.value(.pendingMessages, default: 10_000)
+        pendingBytes = try container.value(.pendingBytes, default: 64 << 20)
+        guard pendingMessages > 0 else { throw invalid(decoder.codingPath + [CodingKeys.pendingMessages], "must be at least 1") }
+        guard pendingBytes > 0 else { throw invalid(decoder.codingPath + [CodingKeys.pendingBytes], "must be at least 1") }
+    }
+}
+
+func checkPort(_ port: Int, _ path: [CodingKey]) throws {
+    guard (0...65535).contains(port) else { throw invalid(path, "port \(port) is outside 0...65535") }
+}
