@@ -67,7 +67,8 @@ let package = Package(
             dependencies: [
                 "Junction",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            resources: [.embedInCode("junction.yaml")]
         ),
         .testTarget(name: "JunctionTermTests", dependencies: ["JunctionTerm"]),
         .testTarget(name: "JunctionCoreTests", dependencies: ["JunctionCore"]),

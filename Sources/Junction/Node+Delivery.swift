@@ -1,0 +1,55 @@
+import JunctionCore
+import JunctionNative
+import JunctionTerm
+import JunctionTransport
+import Logging
+import NIOCore
+
+extension Node: NativeStackDelegate {
+    public func admit(peer: NodeName, stack: NativeStack) -> NativeHandshake.Admission {
+        let routeCookie = routes.route(for: peer.description).lazy.compactMap(\.route.cookie).first
+        if connections.isDialling(peer.atom), name > peer {
+            return .reject(.simultaneous, "\(name) is dialling \(peer) at the same time and wins the tie-break (greater name); use its connection")
+        }
+        return .accept(cookie: routeCookie ?? cookie)
+    }
+
+    public func established(_ connection: NativeConnection) {
+        logger.info("connected to \(connection.peer)", metadata: ["junction.peer": "\(connection.peer)", "junction.direction": "\(connection.direction.rawValue)", "junction.stack": "\(connection.stack)"])
+        install(connection)
+    }
+
+    public func closed(_ connection: NativeConnection, error: (any Error)?) {
+        connections.remove(connection)
+        if let error {
+            logger.warning("connection to \(connection.peer) lost: \(error)", metadata: ["junction.peer": "\(connection.peer)"])
+        } else {
+            logger.info("connection to \(connection.peer) closed", metadata: ["junction.peer": "\(connection.peer)"])
+        }
+    }
+
+    /// Delivers one read's frames into mailboxes, taking the registry lock once. A
+    /// malformed frame or payload throws, which closes that link only.
+    public func received(_ frames: [Frame], on connection: NativeConnection) throws {
+        try processes.withLookup { byName, byId in
+            for frame in frames {
+                var body = frame.payload
+                let target: ProcessHandle?
+                switch frame.kind {
+                case NativeFrameKind.sendName:
+                    guard let length = body.readInteger(as: UInt8.self), let processName = body.readString(length: Int(length)) else {
+                        throw NativeProtocolError("a message frame from \(connection.peer) has a malformed name")
+                    }
+                    target = byName(processName)
+                default:
+                    guard let (id, _) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
+                        throw NativeProtocolError("a message frame from \(connection.peer) has a malformed pid")
+                    }
+                    target = byId(id)
+                }
+                try ETF.validate(body)
+                target?.mailbox.deliver(.encoded(body))
+            }
+        }
+    }
+}

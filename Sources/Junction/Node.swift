@@ -1,0 +1,328 @@
+import JunctionCore
+import JunctionNative
+import JunctionTerm
+import JunctionTransport
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A Junction node: its stacks, processes, routing table and connections. Outgoing
+/// connections are chosen as DESIGN.md "How an outgoing connection is chosen" says.
+public final class Node: Sendable {
+    public let name: NodeName
+    /// Distinguishes this incarnation of the node in the pids and references it mints.
+    public let creation: UInt32
+    public let config: JunctionConfig
+    /// The static routing table; routes can be added and removed while running.
+    public let routes: RouteTable
+    /// True for a node that neither listens nor registers (e.g. `junction send`).
+    public let hidden: Bool
+    let cookie: Secret
+    let group: any EventLoopGroup
+    let logger: Logger
+    let processes = ProcessRegistry()
+    let connections: ConnectionTable
+    let runtime = Mutex(Runtime())
+
+    struct Runtime: Sendable {
+        var stacks: [String: NativeStack] = [:]
+        var registrars: [String: EmbeddedRegistrar] = [:]
+        var listening: [String: [SocketAddress]] = [:]
+        var dials: [Atom: Task<Void, Never>] = [:]
+    }
+
+    init(config: JunctionConfig, name: NodeName, cookie: Secret, routes: RouteTable, hidden: Bool, group: any EventLoopGroup, logger: Logger) {
+        self.name = name
+        self.creation = UInt32.random(in: 1...UInt32.max)
+        self.config = config
+        self.routes = routes
+        self.hidden = hidden
+        self.cookie = cookie
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "junction.node"] = "\(name)"
+        self.logger = logger
+        self.connections = ConnectionTable(limits: config.limits)
+    }
+
+    /// Starts a node: reads the cookie, builds the routing table, starts every stack's
+    /// acceptors and registers with each stack's registrar (unless `hidden`).
+    public static func start(
+        config: JunctionConfig, name: NodeName? = nil, hidden: Bool = false, environment: [String: String],
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
+    ) async throws -> Node {
+        let cookie = try config.node.cookie.read(environment: environment, createIfMissing: true)
+        let node = Node(
+            config: config, name: name ?? config.node.name, cookie: cookie, routes: try config.routeTable(environment: environment),
+            hidden: hidden, group: group, logger: logger)
+        do {
+            try await node.startStacks()
+        } catch {
+            await node.shutdown()
+            throw error
+        }
+        return node
+    }
+
+    func startStacks() async throws {
+        for settings in config.stacks {
+            let identity = HandshakeIdentity(name: name, cookie: cookie, flags: [], maxMessageSize: settings.maxMessageSize)
+            let stack = NativeStack(settings: settings, local: identity, group: group, delegate: self, logger: logger)
+            let registrar = EmbeddedRegistrar(stack: settings.name, settings: settings.registrar, group: group, logger: logger)
+            runtime.withLock {
+                $0.stacks[settings.name] = stack
+                $0.registrars[settings.name] = registrar
+            }
+            guard !hidden else { continue }
+            let addresses = try await stack.startAcceptors()
+            runtime.withLock { $0.listening[settings.name] = addresses }
+            guard let port = addresses.first?.port else { continue }
+            try await registrar.register(alive: name.alive, port: port, handshakeVersion: Int(NativeHandshake.supportedVersions.upperBound), protocolVersion: 1)
+            let listeningOn = addresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
+            logger.info(
+                "stack \(settings.name) (\(settings.kind.rawValue)) listens on \(listeningOn); registered as '\(name.alive)' with the registrar at \(settings.registrar.host):\(settings.registrar.port)\(registrar.isServer ? " (run by this node)" : "")")
+        }
+    }
+
+    /// The addresses each stack listens on.
+    public var listening: [String: [SocketAddress]] { runtime.withLock { $0.listening } }
+
+    /// The registrar of a stack (for its events and resolver).
+    public func registrar(stack: String) -> EmbeddedRegistrar? { runtime.withLock { $0.registrars[stack] } }
+
+    // MARK: - processes
+
+    /// Creates a process, registered under `name` when given.
+    public func spawn(name: String? = nil) throws -> ProcessHandle {
+        try processes.spawn(name: name) { id in
+            ProcessHandle(pid: Pid(node: self.name.atom, id: id, serial: 0, creation: creation), name: name, node: self)
+        }
+    }
+
+    // MARK: - sending
+
+    /// Sends `payload` to `destination`. Returns once the message is queued on its link
+    /// (dialling first when needed); throws when no route connects.
+    public func send(_ payload: Payload, to destination: Destination, from sender: Pid? = nil) async throws {
+        let peer: Atom
+        switch destination {
+        case .name(let process, let node):
+            if node == name {
+                processes.byName(process)?.mailbox.deliver(payload)
+                return
+            }
+            peer = node.atom
+        case .pid(let pid):
+            if pid.node == name.atom {
+                if pid.creation == creation { processes.byId(pid.id)?.mailbox.deliver(payload) }
+                return
+            }
+            peer = pid.node
+        }
+        let streamKey = Self.streamKey(from: sender, to: destination)
+        switch try connections.route(peer, message: PendingMessage(destination: destination, streamKey: streamKey, payload: payload, size: payload.estimatedSize)) {
+        case .connection(let connection):
+            try Self.send(payload, to: destination, streamKey: streamKey, on: connection)
+            try await connection.waitUntilWritable()
+        case .queued(let startDial):
+            if startDial { startDialling(peer) }
+            try await connections.awaitDial(peer)
+        }
+    }
+
+    static func send(_ payload: Payload, to destination: Destination, streamKey: UInt32, on connection: NativeConnection) throws {
+        switch destination {
+        case .name(let process, _): try connection.send(toName: process, streamKey: streamKey, payload: payload)
+        case .pid(let pid): try connection.send(toPid: pid, streamKey: streamKey, payload: payload)
+        }
+    }
+
+    /// The stream key of a (sender, receiver) pair: the same pair always maps to the
+    /// same key, so a link pool keeps their frames on one slot, in order.
+    static func streamKey(from sender: Pid?, to destination: Destination) -> UInt32 {
+        var hasher = FNV1a()
+        hasher.add(sender?.id ?? 0)
+        switch destination {
+        case .name(let process, _): hasher.add(process)
+        case .pid(let pid): hasher.add(pid.id)
+        }
+        return hasher.value
+    }
+
+    func startDialling(_ peer: Atom) {
+        let task = Task {
+            await self.dial(peer)
+            _ = self.runtime.withLock { $0.dials.removeValue(forKey: peer) }
+        }
+        runtime.withLock { $0.dials[peer] = task }
+    }
+
+    func dial(_ peer: Atom) async {
+        do {
+            let target = try NodeName(peer.name)
+            let connection = try await connect(target)
+            // `established` installed it already; make sure (it may have replaced an older one).
+            if connections.connection(peer) !== connection { install(connection) }
+        } catch let error as HandshakeError where error.reason == .simultaneous && error.fromPeer {
+            // The peer's own dial won the tie-break; its connection arrives as incoming.
+            await awaitIncoming(peer)
+        } catch {
+            logger.notice("cannot connect to \(peer): \(error)")
+            connections.failDial(peer, error: error)
+        }
+    }
+
+    /// After losing a simultaneous-connect tie-break: wait one handshake deadline for the
+    /// peer's connection, then give up.
+    func awaitIncoming(_ peer: Atom) async {
+        let deadline = config.defaultStack.handshakeTimeout.timeAmount
+        let arrived = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await self.connections.awaitDial(peer)) != nil }
+            group.addTask {
+                try? await Task.sleep(for: .nanoseconds(deadline.nanoseconds))
+                return false
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+        if !arrived {
+            connections.failDial(peer, error: DialError(peer: peer.name, attempts: ["simultaneous connect: the peer won the tie-break but its connection never arrived"]))
+        }
+    }
+
+    /// Tries the candidate routes for `peer` in order until one connects.
+    func connect(_ peer: NodeName) async throws -> NativeConnection {
+        let matches = routes.route(for: peer.description)
+        var attempts: [String] = []
+        for entry in matches {
+            let label = "route '\(entry.match)' (weight \(entry.weight))"
+            do {
+                return try await connect(peer, via: entry.route)
+            } catch let error as HandshakeError where error.reason == .simultaneous {
+                throw error
+            } catch {
+                attempts.append("\(label): \(error)")
+            }
+        }
+        if matches.isEmpty || config.node.fallbackToDefaultResolver {
+            let stack = config.defaultStack.name
+            do {
+                return try await connect(peer, via: NetworkRoute(resolver: stack))
+            } catch let error as HandshakeError where error.reason == .simultaneous {
+                throw error
+            } catch {
+                attempts.append("default resolver (stack \(stack)): \(error)")
+            }
+        }
+        throw DialError(peer: peer.description, attempts: attempts)
+    }
+
+    /// Resolves (or takes the explicit address of) one network route and dials it.
+    func connect(_ peer: NodeName, via route: NetworkRoute) async throws -> NativeConnection {
+        let resolved: ResolvedRoute
+        if let resolverName = route.resolver {
+            guard let registrar = registrar(stack: resolverName) else { throw RouteUnusable("no stack named '\(resolverName)'") }
+            resolved = try await registrar.resolve(peer).merged(with: route.explicit)
+        } else if let explicit = route.explicit, let host = explicit.host, let port = explicit.port {
+            resolved = ResolvedRoute(
+                stack: explicit.stack ?? config.defaultStack.name, host: host, port: port, tls: explicit.tls ?? false,
+                handshakeVersion: explicit.handshakeVersion ?? 1, protocolVersion: explicit.protocolVersion ?? 1)
+        } else {
+            throw RouteUnusable("the route names neither a resolver nor a host and port")
+        }
+        guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
+        var flags = NativeFlags()
+        if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
+        return try await stack.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags)
+    }
+
+    func install(_ connection: NativeConnection) {
+        let replaced = connections.install(connection) { connection, message in
+            try Self.send(message.payload, to: message.destination, streamKey: message.streamKey, on: connection)
+        }
+        replaced?.close()
+    }
+
+    // MARK: - lifecycle
+
+    /// Closes every connection gracefully, unregisters, and stops the stacks.
+    public func shutdown() async {
+        for process in processes.all() { process.exit() }
+        for connection in connections.all() { connection.close() }
+        let (stacks, registrars, dials) = runtime.withLock { ($0.stacks.values, $0.registrars.values, $0.dials.values) }
+        for dial in dials { dial.cancel() }
+        for registrar in registrars { await registrar.shutdown() }
+        for stack in stacks { await stack.shutdown() }
+    }
+
+    /// The routes `junction routes NODE` prints: static matches in trial order, then the
+    /// default resolver when it would be used.
+    public func explainRoutes(for peer: NodeName) -> [String] {
+        Self.explainRoutes(for: peer, table: routes, config: config)
+    }
+
+    public static func explainRoutes(for peer: NodeName, table: RouteTable, config: JunctionConfig) -> [String] {
+        let matches = table.route(for: peer.description)
+        var lines: [String] = []
+        for (index, entry) in matches.enumerated() {
+            var target: String
+            if let resolver = entry.route.resolver {
+                target = "resolver \(resolver)"
+                if let explicit = entry.route.explicit { target += " with " + explicit.summary }
+            } else {
+                target = "explicit " + (entry.route.explicit?.summary ?? "")
+            }
+            let overrides = entry.route.overrideSummary
+            lines.append("\(index + 1). '\(entry.match)' weight \(entry.weight): \(target)\(overrides.isEmpty ? "" : "; overrides: " + overrides.joined(separator: ", "))")
+        }
+        if matches.isEmpty {
+            lines.append("1. no static route matches: default resolver (stack \(config.defaultStack.name))")
+        } else if config.node.fallbackToDefaultResolver {
+            lines.append("\(matches.count + 1). fallback: default resolver (stack \(config.defaultStack.name))")
+        }
+        return lines
+    }
+}
+
+extension ExplicitRoute {
+    var summary: String {
+        var parts: [String] = []
+        if let host, let port { parts.append("\(host):\(port)") } else if let host { parts.append("host \(host)") } else if let port { parts.append("port \(port)") }
+        if let stack { parts.append("stack \(stack)") }
+        if let tls { parts.append(tls ? "tls" : "no tls") }
+        if let handshakeVersion { parts.append("handshake v\(handshakeVersion)") }
+        if let protocolVersion { parts.append("protocol v\(protocolVersion)") }
+        return parts.joined(separator: " ")
+    }
+}
+
+extension Payload {
+    /// Bytes this payload takes when queued (for the pending-queue bound).
+    var estimatedSize: Int {
+        switch self {
+        case .encoded(let buffer): return buffer.readableBytes
+        case .term: return 64
+        }
+    }
+}
+
+/// 32-bit FNV-1a, for stream keys.
+struct FNV1a {
+    var value: UInt32 = 2_166_136_261
+    mutating func add(_ byte: UInt8) {
+        value = (value ^ UInt32(byte)) &* 16_777_619
+    }
+    mutating func add(_ word: UInt32) {
+        withUnsafeBytes(of: word) { for byte in $0 { add(byte) } }
+    }
+    mutating func add(_ text: String) {
+        for byte in text.utf8 { add(byte) }
+    }
+}
+
+/// A static route that cannot be used as configured.
+public struct RouteUnusable: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,105 @@
+import JunctionCore
+import JunctionTerm
+import JunctionTransport
+import NIOCore
+import Synchronization
+
+/// A message too large for the connection it was sent on.
+public struct MessageTooLarge: Error, Sendable, CustomStringConvertible {
+    public let size: Int
+    public let limit: Int
+    public let peer: NodeName
+    public var description: String {
+        "a message of \(size) bytes exceeds the maximum of \(limit) bytes agreed with \(peer); raise maxMessageSize on both nodes or send less"
+    }
+}
+
+/// One established native connection to a remote node (one link in this version).
+/// Sends are thread-safe and batched by the link's outbox.
+public final class NativeConnection: Sendable, CustomStringConvertible {
+    public enum Direction: String, Sendable { case incoming, outgoing }
+
+    public let peer: NodeName
+    public let stack: String
+    public let direction: Direction
+    public let negotiated: HandshakeResult
+    /// The peer's address as seen on the socket.
+    public let remoteAddress: String
+    let channel: any Channel
+    let outbox: FrameOutbox
+    /// Set when this side asked for the close, so the link's end is not a loss.
+    let closeRequested = Atomic<Bool>(false)
+    /// Space for kind, flags, stream key, addressing: the frame limit is the message limit plus this.
+    static let frameOverhead = 512
+
+    init(peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, channel: any Channel) {
+        self.peer = peer
+        self.stack = stack
+        self.direction = direction
+        self.negotiated = negotiated
+        self.remoteAddress = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        self.channel = channel
+        self.outbox = FrameOutbox(channel: channel, peer: peer.description)
+    }
+
+    public var description: String { "\(direction) \(stack) connection to \(peer) at \(remoteAddress)" }
+
+    /// Queues a message for the process registered as `name` on the peer.
+    public func send(toName name: String, streamKey: UInt32, payload: Payload) throws {
+        let limit = negotiated.maxMessageSize
+        let peer = self.peer
+        try outbox.enqueue { buffer in
+            try Frame.write(kind: NativeFrameKind.sendName, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
+                let nameBytes = name.utf8
+                buffer.writeInteger(UInt8(nameBytes.count))
+                buffer.writeBytes(nameBytes)
+                let start = buffer.writerIndex
+                try payload.write(into: &buffer)
+                let size = buffer.writerIndex - start
+                if size > limit { throw MessageTooLarge(size: size, limit: limit, peer: peer) }
+            }
+        }
+    }
+
+    /// Queues a message for a process of the peer, by pid.
+    public func send(toPid pid: Pid, streamKey: UInt32, payload: Payload) throws {
+        let limit = negotiated.maxMessageSize
+        let peer = self.peer
+        try outbox.enqueue { buffer in
+            try Frame.write(kind: NativeFrameKind.sendPid, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
+                buffer.writeMultipleIntegers(pid.id, pid.serial)
+                let start = buffer.writerIndex
+                try payload.write(into: &buffer)
+                let size = buffer.writerIndex - start
+                if size > limit { throw MessageTooLarge(size: size, limit: limit, peer: peer) }
+            }
+        }
+    }
+
+    /// Suspends while the link is backed up.
+    public func waitUntilWritable() async throws {
+        try await outbox.waitUntilWritable()
+    }
+
+    /// Closes gracefully: queued frames and a close frame go out, then the socket closes.
+    public func close() {
+        closeRequested.store(true, ordering: .relaxed)
+        try? outbox.enqueue { buffer in
+            Frame.write(kind: NativeFrameKind.close, payload: ByteBuffer(), into: &buffer)
+        }
+        outbox.close(flushPending: true)
+        let channel = self.channel
+        channel.eventLoop.execute { channel.close(promise: nil) }
+    }
+
+    /// Closes at once, dropping what is queued.
+    func abort() {
+        outbox.close(flushPending: false)
+        channel.close(promise: nil)
+    }
+}
+
+extension NativeConnection: Hashable {
+    public static func == (lhs: NativeConnection, rhs: NativeConnection) -> Bool { lhs === rhs }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}

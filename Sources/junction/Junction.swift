@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Junction
+import JunctionCore
+import JunctionTerm
+import Logging
+import NIOPosix
+
+@main
+struct JunctionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "junction",
+        abstract: "A gateway node for message-passing clusters.",
+        subcommands: [Run.self, Send.self, Routes.self])
+}
+
+/// Options every subcommand shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (YAML). Default: the embedded Config/junction.yaml.")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func load() throws -> JunctionConfig {
+        do {
+            if let config { return try ConfigLoader.load(file: config) }
+            return try ConfigLoader.load(yaml: String(decoding: PackageResources.junction_yaml, as: UTF8.self), file: "embedded Config/junction.yaml")
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func logger(_ label: String) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = logLevel
+        return logger
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+func parseNodeName(_ text: String) throws -> NodeName {
+    do { return try NodeName(text) } catch { throw ValidationError("\(error)") }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a gateway node until SIGINT or SIGTERM.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "Node name (name@host), overriding node.name from the config.")
+    var name: String?
+
+    func run() async throws {
+        let config = try options.load()
+        let logger = options.logger("junction")
+        let nodeName = try name.map(parseNodeName)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let node = try await Node.start(config: config, name: nodeName, environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
+        let echo = try node.spawn(name: "echo")
+        logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg}")
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await EchoService.run(echo) }
+            tasks.addTask { await Signals.wait(for: [SIGINT, SIGTERM]) }
+            _ = try await tasks.next()
+            tasks.cancelAll()
+        }
+        logger.info("shutting down \(node.name)")
+        await node.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
+
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a term to a process on a node, from a short-lived hidden node.",
+        discussion: "Example: junction send b@localhost echo hello --call")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Argument(help: "The node to send to (name@host).")
+    var node: String
+
+    @Argument(help: "The registered name of the process there.")
+    var process: String
+
+    @Argument(help: "The term, in Erlang syntax, e.g. '{hello, 42, <<\"bin\">>}'.")
+    var term: String
+
+    @Flag(help: "Send {SenderPid, TERM} and print the first term that comes back.")
+    var call = false
+
+    @Option(help: "Seconds to wait for the reply with --call.")
+    var timeout: Double = 5
+
+    func run() async throws {
+        let config = try options.load()
+        let target = try parseNodeName(node)
+        let message: Term
+        do { message = try TermParser.parse(term) } catch { throw ValidationError("cannot parse the term: \(error)") }
+        var logger = options.logger("junction-send")
+        if options.logLevel == .info { logger.logLevel = .warning }
+        let self_ = try NodeName("send-\(UInt32.random(in: 0...UInt32.max))@\(target.host)")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = try await Node.start(config: config, name: self_, hidden: true, environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
+        do {
+            let me = try client.spawn()
+            try await me.send(call ? .tuple([.pid(me.pid), message]) : message, to: .name(process, on: target))
+            if call {
+                do {
+                    let reply = try await me.receive(timeout: .milliseconds(Int(timeout * 1000)))
+                    print(TermPrinter.print(try reply.term()))
+                } catch let error as ReceiveTimeout {
+                    throw ValidationError("no reply from '\(process)' on \(target) within \(timeout) s (\(error)); is the process there and does it answer {From, Msg}?")
+                }
+            }
+        } catch {
+            await client.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        await client.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
+
+struct Routes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the routes tried for a node, in order, with their overrides.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Argument(help: "The node name (name@host).")
+    var node: String
+
+    func run() throws {
+        let config = try options.load()
+        let target = try parseNodeName(node)
+        let table: RouteTable
+        do { table = try config.routeTable(environment: ProcessInfo.processInfo.environment) } catch { throw ValidationError("\(error)") }
+        print("routes for \(target):")
+        for line in Node.explainRoutes(for: target, table: table, config: config) { print("  \(line)") }
+    }
+}
