@@ -1,0 +1,62 @@
+import Foundation
+import JunctionCore
+import JunctionNative
+import JunctionTerm
+import Logging
+import NIOPosix
+import Testing
+
+@testable import Junction
+
+/// A free loopback port for a registrar that the nodes themselves must start.
+func freeRegistrarPort() async throws -> Int {
+    let probe = try await startRegistrar()
+    let port = probe.port
+    await probe.shutdown()
+    return port
+}
+
+@Suite("Embedded registrar")
+struct RegistrarTests {
+    @Test("the first node starts the registrar; when it exits, another node takes over and names resolve again")
+    func takeover() async throws {
+        let port = try await freeRegistrarPort()
+        let first = try await startNode(try nodeConfig("first@localhost", stacks: [("native", port)]))
+        #expect(first.registrar(stack: "native")?.isServer == true)
+        let second = try await startNode(try nodeConfig("second@localhost", stacks: [("native", port)]))
+        let registrar = try #require(second.registrar(stack: "native"))
+        #expect(registrar.isServer == false)
+        var events = registrar.events.makeAsyncIterator()
+        #expect(await events.next() == .registered(server: false))
+
+        await first.shutdown()
+        #expect(await events.next() == .lost)
+        #expect(await events.next() == .registered(server: true))
+
+        // A new node registers with the new server and reaches `second` through it.
+        let third = try await startNode(try nodeConfig("third@localhost", stacks: [("native", port)]))
+        let echo = try second.spawn(name: "echo")
+        let service = Task { try await EchoService.run(echo) }
+        let me = try third.spawn()
+        try await me.send(.tuple([.pid(me.pid), .atom("after_takeover")]), to: .name("echo", on: "second@localhost"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("after_takeover")]))
+        service.cancel()
+        await third.shutdown()
+        await second.shutdown()
+    }
+
+    @Test("a second node with a name already registered is refused with a clear error")
+    func duplicateName() async throws {
+        let registrar = try await startRegistrar()
+        let first = try await startNode(try nodeConfig("twin@localhost", stacks: [("native", registrar.port)]))
+        let error = try await #require(throws: RegistrarError.self) {
+            _ = try await startNode(try nodeConfig("twin@localhost", stacks: [("native", registrar.port)]))
+        }
+        #expect(error.description.contains("the name 'twin' is already registered on this host"))
+        // The name is free again once its owner is gone.
+        await first.shutdown()
+        let again = try await startNode(try nodeConfig("twin@localhost", stacks: [("native", registrar.port)]))
+        await again.shutdown()
+        await registrar.shutdown()
+    }
+}

@@ -1,0 +1,71 @@
+import Junction
+import JunctionCore
+import JunctionNative
+import Logging
+import NIOPosix
+import Synchronization
+
+/// Collects log lines so tests can assert what an operator would read.
+final class LogCapture: Sendable {
+    let lines = Mutex<[String]>([])
+
+    var logger: Logger {
+        var logger = Logger(label: "test") { _ in CapturingHandler(capture: self) }
+        logger.logLevel = .debug
+        return logger
+    }
+
+    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
+    var all: [String] { lines.withLock { $0 } }
+}
+
+struct CapturingHandler: LogHandler {
+    let capture: LogCapture
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        capture.lines.withLock { $0.append("\(event.level) \(event.message) \(metadata.merging(event.metadata ?? [:]) { $1 })") }
+    }
+}
+
+/// A registrar server on a kernel-picked loopback port, so parallel tests never collide.
+func startRegistrar() async throws -> EmbeddedRegistrarServer {
+    try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "registrar"))
+}
+
+/// A node configuration in YAML: one native stack per (name, registrar port), the
+/// first being the default, plus the given `routes:` section.
+func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE") throws -> JunctionConfig {
+    let stackYAML = stacks.map { stack in
+        """
+          - name: \(stack.0)
+            kind: native
+            acceptors:
+              - host: 127.0.0.1
+                port: 0
+            registrar:
+              host: 127.0.0.1
+              port: \(stack.1)
+            handshakeTimeout: 2s
+        """
+    }.joined(separator: "\n")
+    return try ConfigLoader.load(yaml: """
+        node:
+          name: \(name)
+          cookie:
+            env: \(cookieVariable)
+        stacks:
+        \(stackYAML)
+        routes: \(routes)
+        """)
+}
+
+func startNode(_ config: JunctionConfig, cookie: String = "test-cookie", hidden: Bool = false, logger: Logger = Logger(label: "node")) async throws -> Node {
+    try await Node.start(config: config, hidden: hidden, environment: ["TEST_COOKIE": cookie], logger: logger)
+}
