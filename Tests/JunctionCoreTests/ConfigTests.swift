@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+@testable import JunctionCore
+
+let validConfig = """
+    node:
+      name: gw@localhost
+      cookie: {env: COOKIE}
+    stacks:
+      - name: native
+        kind: native
+        acceptors: [{host: 127.0.0.1, port: 0}]
+        registrar: {port: 4499}
+      - name: cluster-b
+        kind: native
+        registrar: {port: 4500}
+    routes:
+      - match: "^b"
+        weight: 10
+        resolver: cluster-b
+        flags: {remoteSpawn: false}
+        atomMapping: {svc: svc_v2}
+        logLevel: debug
+      - match: "^fixed@"
+        route: {host: 127.0.0.1, port: 9000}
+    """
+
+/// The valid file with one edit.
+func edited(_ old: String, _ new: String) -> String {
+    validConfig.replacingOccurrences(of: old, with: new)
+}
+
+@Suite("Configuration")
+struct ConfigTests {
+    @Test("a valid file decodes with defaults filled in")
+    func valid() throws {
+        let config = try ConfigLoader.load(yaml: validConfig)
+        #expect(config.node.name == "gw@localhost")
+        #expect(config.defaultStack.name == "native")
+        #expect(config.stacks[1].acceptors == [AcceptorSettings(host: "127.0.0.1", port: 0)])
+        #expect(config.stacks[0].handshakeTimeout == .seconds(5))
+        let table = try config.routeTable(environment: [:])
+        let route = try #require(table.route(for: "bob@localhost").first)
+        #expect(route.route.resolver == "cluster-b" && route.route.atomMapping == ["svc": "svc_v2"] && route.route.logLevel == .debug)
+        #expect(route.route.overrideSummary == ["remote spawn off", "atoms svc->svc_v2", "log debug"])
+        #expect(table.route(for: "fixed@h").first?.route.explicit?.port == 9000)
+    }
+
+    @Test("the embedded default configuration is valid")
+    func embeddedDefault() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Config/junction.yaml").path
+        let config = try ConfigLoader.load(file: path)
+        #expect(config.stacks.map(\.name) == ["native"])
+        #expect(config.stacks[0].acceptors.allSatisfy { $0.host == "127.0.0.1" })
+    }
+
+    /// (file, key path, part of the message) for each kind of mistake.
+    static let badFiles: [(String, String, String)] = [
+        (edited("routes:", "extra: 1\nroutes:"), "extra", "unknown key"),
+        (edited("port: 0}", "port: x}"), "stacks[0].acceptors[0].port", "expected an integer"),
+        (edited("port: 0}", "port: 70000}"), "stacks[0].acceptors[0].port", "outside 0...65535"),
+        (edited("weight: 10", "weigth: 10"), "routes[0].weigth", "allowed here: match, weight"),
+        (edited("\"^b\"", "\"(b\""), "routes[0].match", "not a valid regular expression"),
+        (edited("resolver: cluster-b", "resolver: nowhere"), "routes[0].resolver", "no stack is named 'nowhere'"),
+        (edited("  name: gw@localhost\n", ""), "node.name", "required key is missing"),
+        (edited("gw@localhost", "gw"), "node.name", "there is no '@'"),
+        (edited("kind: native\n    acceptors", "kind: quantum\n    acceptors"), "stacks[0].kind", "unknown stack kind 'quantum'"),
+        (edited("registrar: {port: 4500}", "handshakeTimeout: 5 sec"), "stacks[1].handshakeTimeout", "not a duration"),
+        (edited("route: {host: 127.0.0.1, port: 9000}", "weight: 1"), "routes[1]", "needs 'resolver'"),
+        (edited("- name: cluster-b", "- name: native"), "stacks[1]", "used twice"),
+        (edited("logLevel: debug", "logLevel: loud"), "routes[0].logLevel", "unknown log level 'loud'"),
+    ]
+
+    @Test("bad files are refused with the key path and what was expected", arguments: badFiles)
+    func errors(yaml: String, keyPath: String, message: String) throws {
+        let error = try #require(throws: ConfigError.self) { try ConfigLoader.load(yaml: yaml) }
+        #expect(error.keyPath == keyPath, "\(error)")
+        #expect(error.message.contains(message), "\(error)")
+    }
+
+    @Test("YAML syntax errors are reported, not trapped on")
+    func syntax() throws {
+        let error = try #require(throws: ConfigError.self) { try ConfigLoader.load(yaml: "node: [unclosed", file: "bad.yaml") }
+        #expect(error.description.hasPrefix("bad.yaml: "))
+    }
+
+    @Test("the cookie comes from the environment first, then the file; a missing one is a clear error")
+    func cookies() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-cookie-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("cookie").path
+        let source = CookieSource(env: "MY_COOKIE", file: file)
+        #expect(try source.read(environment: ["MY_COOKIE": "from-env"], createIfMissing: false) == Secret("from-env"))
+        let missing = try #require(throws: ConfigError.self) { try source.read(environment: [:], createIfMissing: false) }
+        #expect(missing.description.contains("does not exist and MY_COOKIE is not set"))
+        let created = try source.read(environment: [:], createIfMissing: true)
+        #expect(created.value.count == 20)
+        #expect(try source.read(environment: [:], createIfMissing: false) == created)
+        #expect("\(created)" == "<secret>")
+    }
+}
