@@ -60,7 +60,8 @@ let package = Package(
             dependencies: [
                 "JunctionNative",
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            ],
+            swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "junction",

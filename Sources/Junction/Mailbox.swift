@@ -49,7 +49,9 @@ final class Mailbox: Sendable {
 
     /// The next message, or nil once closed or when the task is cancelled.
     func next() async -> Payload? {
-        await withTaskCancellationHandler {
+        // Fast path: a queued message needs no continuation and no cancellation handler.
+        if let payload = state.withLock({ $0.queue.popFirst() }) { return payload }
+        return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Payload?, Never>) in
                 let immediate = state.withLock { state -> Payload?? in
                     if let payload = state.queue.popFirst() { return .some(payload) }

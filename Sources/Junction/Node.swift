@@ -123,18 +123,21 @@ public final class Node: Sendable {
         let streamKey = Self.streamKey(from: sender, to: destination)
         switch try connections.route(peer, message: PendingMessage(destination: destination, streamKey: streamKey, payload: payload, size: payload.estimatedSize)) {
         case .connection(let connection):
-            try Self.send(payload, to: destination, streamKey: streamKey, on: connection)
-            try await connection.waitUntilWritable()
+            if try Self.send(payload, to: destination, streamKey: streamKey, on: connection) {
+                try await connection.waitUntilWritable()
+            }
         case .queued(let startDial):
             if startDial { startDialling(peer) }
             try await connections.awaitDial(peer)
         }
     }
 
-    static func send(_ payload: Payload, to destination: Destination, streamKey: UInt32, on connection: NativeConnection) throws {
+    /// Queues on `connection`; true when the link is backed up.
+    @discardableResult
+    static func send(_ payload: Payload, to destination: Destination, streamKey: UInt32, on connection: NativeConnection) throws -> Bool {
         switch destination {
-        case .name(let process, _): try connection.send(toName: process, streamKey: streamKey, payload: payload)
-        case .pid(let pid): try connection.send(toPid: pid, streamKey: streamKey, payload: payload)
+        case .name(let process, _): return try connection.send(toName: process, streamKey: streamKey, payload: payload)
+        case .pid(let pid): return try connection.send(toPid: pid, streamKey: streamKey, payload: payload)
         }
     }
 

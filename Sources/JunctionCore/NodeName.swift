@@ -1,11 +1,13 @@
 import JunctionTerm
 
 /// A node's full name, `alive@host`, checked once so the rest of the code can trust it.
-public struct NodeName: Sendable, Hashable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct NodeName: Sendable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The part before `@`.
     public let alive: String
     /// The part after `@`: a host name or an IP address.
     public let host: String
+    /// `alive@host`, built once: names are compared and hashed on every send.
+    public let description: String
 
     public struct Invalid: Error, Sendable, Hashable, CustomStringConvertible {
         public let text: String
@@ -29,6 +31,7 @@ public struct NodeName: Sendable, Hashable, Comparable, CustomStringConvertible,
         }
         self.alive = String(alive)
         self.host = String(host)
+        self.description = text
     }
 
     /// For literals in code and tests; traps on an invalid name.
@@ -36,11 +39,15 @@ public struct NodeName: Sendable, Hashable, Comparable, CustomStringConvertible,
         do { try self.init(value) } catch { preconditionFailure("\(error)") }
     }
 
-    public var description: String { "\(alive)@\(host)" }
     /// The name as the atom that pids and references carry.
     public var atom: Atom { Atom(description) }
 
     public static func < (lhs: NodeName, rhs: NodeName) -> Bool {
         lhs.description.utf8.lexicographicallyPrecedes(rhs.description.utf8)
     }
+}
+
+extension NodeName: Hashable {
+    public static func == (lhs: NodeName, rhs: NodeName) -> Bool { lhs.description == rhs.description }
+    public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 }

@@ -44,11 +44,13 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
 
     public var description: String { "\(direction) \(stack) connection to \(peer) at \(remoteAddress)" }
 
-    /// Queues a message for the process registered as `name` on the peer.
-    public func send(toName name: String, streamKey: UInt32, payload: Payload) throws {
+    /// Queues a message for the process registered as `name` on the peer. Returns true
+    /// when the link is backed up (see `waitUntilWritable`).
+    @discardableResult
+    public func send(toName name: String, streamKey: UInt32, payload: Payload) throws -> Bool {
         let limit = negotiated.maxMessageSize
         let peer = self.peer
-        try outbox.enqueue { buffer in
+        return try outbox.enqueue { buffer in
             try Frame.write(kind: NativeFrameKind.sendName, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
                 let nameBytes = name.utf8
                 buffer.writeInteger(UInt8(nameBytes.count))
@@ -61,11 +63,13 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Queues a message for a process of the peer, by pid.
-    public func send(toPid pid: Pid, streamKey: UInt32, payload: Payload) throws {
+    /// Queues a message for a process of the peer, by pid. Returns true when the link
+    /// is backed up (see `waitUntilWritable`).
+    @discardableResult
+    public func send(toPid pid: Pid, streamKey: UInt32, payload: Payload) throws -> Bool {
         let limit = negotiated.maxMessageSize
         let peer = self.peer
-        try outbox.enqueue { buffer in
+        return try outbox.enqueue { buffer in
             try Frame.write(kind: NativeFrameKind.sendPid, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
                 buffer.writeMultipleIntegers(pid.id, pid.serial)
                 let start = buffer.writerIndex

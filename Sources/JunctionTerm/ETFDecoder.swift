@@ -55,30 +55,35 @@ public struct ETFDecoder {
 
     var remaining: Int { bytes.count - offset }
 
+    @inline(__always)
     mutating func need(_ count: Int, tag: UInt8) throws(ETFError) {
         guard count <= remaining else {
             throw ETFError(.truncated(needed: count, available: remaining), tag: tag, offset: offset)
         }
     }
 
+    @inline(__always)
     mutating func u8(tag: UInt8) throws(ETFError) -> UInt8 {
         try need(1, tag: tag)
         defer { offset += 1 }
         return bytes[offset]
     }
 
+    @inline(__always)
     mutating func u16(tag: UInt8) throws(ETFError) -> UInt16 {
         try need(2, tag: tag)
         defer { offset += 2 }
         return UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
+    @inline(__always)
     mutating func u32(tag: UInt8) throws(ETFError) -> UInt32 {
         try need(4, tag: tag)
         defer { offset += 4 }
         return UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
+    @inline(__always)
     mutating func u64(tag: UInt8) throws(ETFError) -> UInt64 {
         try need(8, tag: tag)
         defer { offset += 8 }

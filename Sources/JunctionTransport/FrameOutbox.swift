@@ -37,17 +37,22 @@ public final class FrameOutbox: Sendable {
 
     /// Encodes one or more frames into the pending buffer with `body` and makes sure a
     /// flush is scheduled. Frames appended by one call stay contiguous and in order.
-    public func enqueue<E: Error>(_ body: (inout ByteBuffer) throws(E) -> Void) throws(any Error) {
-        let schedule = try state.withLock { (state) throws(any Error) -> Bool in
+    /// Returns true when the link is backed up: the caller should then
+    /// `waitUntilWritable()` before sending more.
+    @discardableResult
+    public func enqueue<E: Error>(_ body: (inout ByteBuffer) throws(E) -> Void) throws(any Error) -> Bool {
+        let (schedule, backedUp) = try state.withLock { (state) throws(any Error) -> (Bool, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
             try body(&state.pending)
-            guard !state.flushScheduled else { return false }
+            let backedUp = !state.writable || state.pending.readableBytes > highWaterMark
+            guard !state.flushScheduled else { return (false, backedUp) }
             state.flushScheduled = true
-            return true
+            return (true, backedUp)
         }
         if schedule {
             channel.eventLoop.execute { self.flush() }
         }
+        return backedUp
     }
 
     /// Suspends while the link is backed up, so a fast producer cannot grow memory

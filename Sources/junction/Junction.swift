@@ -11,7 +11,7 @@ struct JunctionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "junction",
         abstract: "A gateway node for message-passing clusters.",
-        subcommands: [Run.self, Send.self, Routes.self])
+        subcommands: [Run.self, Send.self, Routes.self, Bench.self])
 }
 
 /// Options every subcommand shares.
