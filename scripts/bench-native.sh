@@ -23,7 +23,7 @@ pids+=($!)
 # Wait for the node to register (its registrar port accepts connections).
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$registrar_port) 2>/dev/null && break; sleep 0.1; done
 
-echo "## Junction: junction bench -> junction run (small terms)"
+echo "## Junction: junction bench -> junction run"
 for payload in small 1k; do
   "$bin" bench bench-b@localhost --config "$config" --count "$count" --runs "$runs" --payload "$payload" 2>/dev/null | tail -1
 done | tee /tmp/junction-bench.txt

@@ -237,7 +237,10 @@ public final class Node: Sendable {
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
         var flags = NativeFlags()
         if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
-        return try await stack.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags)
+        if route.flags.compression == true { flags.insert(.compression) }
+        return try await stack.connect(
+            to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, maxMessageSize: route.flags.maxMessageSize,
+            logLevel: route.logLevel)
     }
 
     func install(_ connection: NativeConnection) {

@@ -25,7 +25,6 @@ public struct NativeFlags: OptionSet, Sendable, Hashable {
 
     public static let remoteSpawn = NativeFlags(rawValue: 1 << 0)
     public static let compression = NativeFlags(rawValue: 1 << 1)
-    public static let `default`: NativeFlags = [.compression]
 }
 
 /// What one side brings to a handshake.
@@ -36,7 +35,7 @@ public struct HandshakeIdentity: Sendable {
     public var maxMessageSize: Int
     public var versions: ClosedRange<UInt8>
 
-    public init(name: NodeName, cookie: Secret, flags: NativeFlags = .default, maxMessageSize: Int, versions: ClosedRange<UInt8> = NativeHandshake.supportedVersions) {
+    public init(name: NodeName, cookie: Secret, flags: NativeFlags = [], maxMessageSize: Int, versions: ClosedRange<UInt8> = NativeHandshake.supportedVersions) {
         self.name = name
         self.cookie = cookie
         self.flags = flags

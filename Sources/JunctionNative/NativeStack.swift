@@ -50,8 +50,11 @@ public final class NativeStack: Sendable {
         return bound
     }
 
-    /// Dials `route` and runs the handshake as `peer`'s dialler.
-    public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret, flags: NativeFlags) async throws -> NativeConnection {
+    /// Dials `route` and runs the handshake as `peer`'s dialler, offering `flags` and
+    /// `maxMessageSize` (the stack's when nil); `logLevel` sets this link's log level.
+    public func connect(
+        to peer: NodeName, route: ResolvedRoute, cookie: Secret, flags: NativeFlags, maxMessageSize: Int? = nil, logLevel: Logger.Level? = nil
+    ) async throws -> NativeConnection {
         let promise = group.next().makePromise(of: NativeConnection.self)
         let channel: any Channel
         do {
@@ -61,7 +64,9 @@ public final class NativeStack: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            self.makeHandler(role: .dialler(dialled: peer), cookie: cookie, flags: flags, established: promise))
+                            self.makeHandler(
+                                role: .dialler(dialled: peer), cookie: cookie, flags: flags, established: promise, maxMessageSize: maxMessageSize,
+                                logLevel: logLevel))
                     }
                 }
                 .connect(host: route.host, port: route.port)
@@ -74,10 +79,16 @@ public final class NativeStack: Sendable {
         return try await promise.futureResult.get()
     }
 
-    func makeHandler(role: NativeHandshake.Role, cookie: Secret, flags: NativeFlags, established: EventLoopPromise<NativeConnection>?) -> NativeLinkHandler {
+    func makeHandler(
+        role: NativeHandshake.Role, cookie: Secret, flags: NativeFlags, established: EventLoopPromise<NativeConnection>?,
+        maxMessageSize: Int? = nil, logLevel: Logger.Level? = nil
+    ) -> NativeLinkHandler {
         var identity = local
         identity.cookie = cookie
         identity.flags = flags
+        if let maxMessageSize { identity.maxMessageSize = maxMessageSize }
+        var logger = self.logger
+        if let logLevel { logger.logLevel = logLevel }
         let handshake = NativeHandshake(role: role, local: identity, stepTimeout: settings.handshakeTimeout.timeAmount)
         return NativeLinkHandler(stack: self, handshake: handshake, established: established, logger: logger)
     }

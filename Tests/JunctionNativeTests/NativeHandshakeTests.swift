@@ -63,7 +63,7 @@ struct HandshakeHarness {
     }
 }
 
-func identity(_ name: NodeName, cookie: String = "cookie", flags: NativeFlags = .default, max: Int = 1 << 20, versions: ClosedRange<UInt8> = 1...1) -> HandshakeIdentity {
+func identity(_ name: NodeName, cookie: String = "cookie", flags: NativeFlags = [], max: Int = 1 << 20, versions: ClosedRange<UInt8> = 1...1) -> HandshakeIdentity {
     HandshakeIdentity(name: name, cookie: Secret(cookie), flags: flags, maxMessageSize: max, versions: versions)
 }
 
