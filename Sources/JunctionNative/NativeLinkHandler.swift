@@ -64,7 +64,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         } catch {
             batch.removeAll()
             if connection == nil {
-                perform(handshake.malformedInput("\(error)"), context: context)
+                perform(handshake.malformedInput("the peer's bytes are not a Junction handshake (\(error)): it does not speak Junction's protocol"), context: context)
             } else {
                 protocolError(error, context: context)
             }

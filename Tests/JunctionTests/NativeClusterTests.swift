@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import JunctionCore
 import JunctionNative
 import JunctionTerm
@@ -184,6 +186,30 @@ struct NativeClusterTests {
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("after"))
         await a.shutdown()
         await b.shutdown()
+        await registrar.shutdown()
+    }
+
+    @Test("a peer that sends garbage instead of a hello is disconnected, logged, and the node goes on")
+    func garbagePeer() async throws {
+        let registrar = try await startRegistrar()
+        let logs = LogCapture()
+        let node = try await startNode(try nodeConfig("target@localhost", stacks: [("native", registrar.port)]), logger: logs.logger)
+        let address = try #require(node.listening["native"]?.first)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(to: address).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: junction\r\n\r\n"))
+        // The node hangs up on its own; this waits for that, not for a timer.
+        try await channel.closeFuture.get()
+        #expect(logs.contains("does not speak Junction's protocol"))
+
+        let echo = try node.spawn(name: "echo")
+        let service = Task { try await EchoService.run(echo) }
+        let friend = try await startNode(try nodeConfig("friend@localhost", stacks: [("native", registrar.port)]))
+        let me = try friend.spawn()
+        try await me.send(.tuple([.pid(me.pid), .atom("still_here")]), to: .name("echo", on: "target@localhost"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("still_here")]))
+        service.cancel()
+        await node.shutdown()
+        await friend.shutdown()
         await registrar.shutdown()
     }
 }

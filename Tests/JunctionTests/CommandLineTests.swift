@@ -1,0 +1,117 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// Runs the built `junction` executable as a user would: two `junction run` nodes and
+/// `junction send ... --call` between them.
+@Suite("junction command line")
+struct CommandLineTests {
+    /// The `junction` binary next to the test bundle (both are build products).
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("junction")
+    }
+
+    @Test("two `junction run` nodes and `junction send b echo hello --call` print {echo,hello}")
+    func runAndSend() async throws {
+        let registrarPort = try await freeRegistrarPort()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-cli-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let defaultConfig = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Config/junction.yaml")
+        let config = directory.appendingPathComponent("junction.yaml")
+        try String(contentsOf: defaultConfig, encoding: .utf8).replacingOccurrences(of: "port: 4499", with: "port: \(registrarPort)")
+            .write(to: config, atomically: true, encoding: .utf8)
+        let environment = ["JUNCTION_COOKIE": "cli-test", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
+
+        let a = try NodeProcess(binary: Self.binary, arguments: ["run", "--config", config.path, "--name", "cli-a@localhost"], environment: environment)
+        defer { a.stop() }
+        try await a.waitForLine(containing: "is up")
+        let b = try NodeProcess(binary: Self.binary, arguments: ["run", "--config", config.path, "--name", "cli-b@localhost"], environment: environment)
+        defer { b.stop() }
+        try await b.waitForLine(containing: "is up")
+        #expect(b.output.contains("stack native (native) listens on 127.0.0.1:"))
+        #expect(b.output.contains("registered as 'cli-b' with the registrar at 127.0.0.1:\(registrarPort)"))
+
+        let send = try NodeProcess(
+            binary: Self.binary, arguments: ["send", "--config", config.path, "cli-b@localhost", "echo", "hello", "--call"], environment: environment)
+        #expect(await send.exitStatus() == 0)
+        #expect(send.standardOutput == "{echo,hello}\n")
+
+        let missing = try NodeProcess(
+            binary: Self.binary, arguments: ["send", "--config", config.path, "nobody@localhost", "echo", "hello"], environment: environment)
+        #expect(await missing.exitStatus() != 0)
+        #expect(missing.output.contains("'nobody' is not registered"))
+    }
+}
+
+/// A child process whose output is collected as it arrives.
+final class NodeProcess: Sendable {
+    let process: Process
+    let stderrText = Mutex("")
+    let stdoutText = Mutex("")
+    let lines: AsyncStream<String>
+    let lineSink: AsyncStream<String>.Continuation
+    let exited: AsyncStream<Int32>
+    let exitSink: AsyncStream<Int32>.Continuation
+
+    init(binary: URL, arguments: [String], environment: [String: String]) throws {
+        process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.environment = environment
+        (lines, lineSink) = AsyncStream.makeStream(of: String.self)
+        (exited, exitSink) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
+        let errorPipe = Pipe()
+        let outputPipe = Pipe()
+        process.standardError = errorPipe
+        process.standardOutput = outputPipe
+        let sink = lineSink
+        errorPipe.fileHandleForReading.readabilityHandler = { handle in
+            let text = String(decoding: handle.availableData, as: UTF8.self)
+            self.stderrText.withLock { $0 += text }
+            sink.yield(text)
+        }
+        outputPipe.fileHandleForReading.readabilityHandler = { handle in
+            let text = String(decoding: handle.availableData, as: UTF8.self)
+            self.stdoutText.withLock { $0 += text }
+        }
+        let exitSink = self.exitSink
+        process.terminationHandler = { process in
+            // Let the pipes drain before reporting the exit.
+            outputPipe.fileHandleForReading.readabilityHandler = nil
+            errorPipe.fileHandleForReading.readabilityHandler = nil
+            if let rest = try? outputPipe.fileHandleForReading.readToEnd() { self.stdoutText.withLock { $0 += String(decoding: rest, as: UTF8.self) } }
+            if let rest = try? errorPipe.fileHandleForReading.readToEnd() { self.stderrText.withLock { $0 += String(decoding: rest, as: UTF8.self) } }
+            sink.finish()
+            exitSink.yield(process.terminationStatus)
+            exitSink.finish()
+        }
+        try process.run()
+    }
+
+    var output: String { stderrText.withLock { $0 } }
+    var standardOutput: String { stdoutText.withLock { $0 } }
+
+    /// Waits until the process has logged a line containing `text` (fails if it exits first).
+    func waitForLine(containing text: String) async throws {
+        if output.contains(text) { return }
+        for await _ in lines where output.contains(text) { return }
+        throw CommandLineFailure(message: "the process exited before logging '\(text)'; it logged:\n\(output)")
+    }
+
+    func exitStatus() async -> Int32 {
+        for await status in exited { return status }
+        return process.terminationStatus
+    }
+
+    /// Stops the process by its pid (SIGTERM, a graceful shutdown).
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+    }
+}
+
+struct CommandLineFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
