@@ -88,7 +88,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     /// Closes gracefully: queued frames and a close frame go out, then the socket closes.
     public func close() {
         closeRequested.store(true, ordering: .relaxed)
-        try? outbox.enqueue { buffer in
+        _ = try? outbox.enqueue { buffer in
             Frame.write(kind: NativeFrameKind.close, payload: ByteBuffer(), into: &buffer)
         }
         outbox.close(flushPending: true)

@@ -71,8 +71,10 @@ struct RouteTableTests {
 
     @Test("node names are checked")
     func nodeNames() throws {
-        #expect(try NodeName("a@localhost").alive == "a")
-        #expect(try NodeName("a@127.0.0.1").host == "127.0.0.1")
+        let local = "a@localhost"
+        let address = "a@127.0.0.1"
+        #expect(try NodeName(local).alive == "a")
+        #expect(try NodeName(address).host == "127.0.0.1")
         for bad in ["nohost", "@host", "a@", "a b@host", "a@b@c"] {
             let error = try #require(throws: NodeName.Invalid.self) { try NodeName(bad) }
             #expect(error.description.contains("name@host"))

@@ -66,6 +66,13 @@ func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", 
         """)
 }
 
-func startNode(_ config: JunctionConfig, cookie: String = "test-cookie", hidden: Bool = false, logger: Logger = Logger(label: "node")) async throws -> Node {
+/// Nodes log warnings and worse unless a test captures their logs.
+let quietLogger: Logger = {
+    var logger = Logger(label: "node")
+    logger.logLevel = .warning
+    return logger
+}()
+
+func startNode(_ config: JunctionConfig, cookie: String = "test-cookie", hidden: Bool = false, logger: Logger = quietLogger) async throws -> Node {
     try await Node.start(config: config, hidden: hidden, environment: ["TEST_COOKIE": cookie], logger: logger)
 }
