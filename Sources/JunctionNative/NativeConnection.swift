@@ -48,18 +48,10 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     /// when the link is backed up (see `waitUntilWritable`).
     @discardableResult
     public func send(toName name: String, streamKey: UInt32, payload: Payload) throws -> Bool {
-        let limit = negotiated.maxMessageSize
-        let peer = self.peer
-        return try outbox.enqueue { buffer in
-            try Frame.write(kind: NativeFrameKind.sendName, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
-                let nameBytes = name.utf8
-                buffer.writeInteger(UInt8(nameBytes.count))
-                buffer.writeBytes(nameBytes)
-                let start = buffer.writerIndex
-                try payload.write(into: &buffer)
-                let size = buffer.writerIndex - start
-                if size > limit { throw MessageTooLarge(size: size, limit: limit, peer: peer) }
-            }
+        try sendMessage(kind: NativeFrameKind.sendName, streamKey: streamKey, payload: payload) { buffer in
+            let nameBytes = name.utf8
+            buffer.writeInteger(UInt8(nameBytes.count))
+            buffer.writeBytes(nameBytes)
         }
     }
 
@@ -67,11 +59,19 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     /// is backed up (see `waitUntilWritable`).
     @discardableResult
     public func send(toPid pid: Pid, streamKey: UInt32, payload: Payload) throws -> Bool {
+        try sendMessage(kind: NativeFrameKind.sendPid, streamKey: streamKey, payload: payload) { buffer in
+            buffer.writeMultipleIntegers(pid.id, pid.serial)
+        }
+    }
+
+    /// One message frame: the addressing `address` writes, then the payload, whose
+    /// size is checked against the agreed limit.
+    func sendMessage(kind: UInt8, streamKey: UInt32, payload: Payload, address: (inout ByteBuffer) -> Void) throws -> Bool {
         let limit = negotiated.maxMessageSize
         let peer = self.peer
         return try outbox.enqueue { buffer in
-            try Frame.write(kind: NativeFrameKind.sendPid, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
-                buffer.writeMultipleIntegers(pid.id, pid.serial)
+            try Frame.write(kind: kind, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
+                address(&buffer)
                 let start = buffer.writerIndex
                 try payload.write(into: &buffer)
                 let size = buffer.writerIndex - start
