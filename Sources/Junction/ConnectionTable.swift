@@ -38,7 +38,7 @@ final class ConnectionTable: Sendable {
     struct Dial: Sendable {
         var queue: [PendingMessage] = []
         var queuedBytes = 0
-        var waiters: [CheckedContinuation<Void, any Error>] = []
+        let outcome = DialOutcome()
     }
 
     enum Entry: Sendable {
@@ -49,8 +49,9 @@ final class ConnectionTable: Sendable {
     /// What `route` decided for one send.
     enum Routing {
         case connection(NativeConnection)
-        /// Queued behind a dial in progress; `startDial` is true for the caller that must run it.
-        case queued(startDial: Bool)
+        /// Queued behind a dial in progress, whose `outcome` tells whether the message
+        /// went out; `startDial` is true for the caller that must run the dial.
+        case queued(DialOutcome, startDial: Bool)
     }
 
     let entries = Mutex<[Atom: Entry]>([:])
@@ -72,25 +73,21 @@ final class ConnectionTable: Sendable {
                 dial.queue.append(pending)
                 dial.queuedBytes += pending.size
                 entries[peer] = .dialling(dial)
-                return .queued(startDial: false)
+                return .queued(dial.outcome, startDial: false)
             case nil:
                 let pending = message()
-                entries[peer] = .dialling(Dial(queue: [pending], queuedBytes: pending.size))
-                return .queued(startDial: true)
+                let dial = Dial(queue: [pending], queuedBytes: pending.size)
+                entries[peer] = .dialling(dial)
+                return .queued(dial.outcome, startDial: true)
             }
         }
     }
 
-    /// Suspends until the dial for `peer` ends; throws its error.
-    func awaitDial(_ peer: Atom) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let done = entries.withLock { entries -> Bool in
-                guard case .dialling(var dial) = entries[peer] else { return true }
-                dial.waiters.append(continuation)
-                entries[peer] = .dialling(dial)
-                return false
-            }
-            if done { continuation.resume() }
+    /// The outcome of the dial to `peer` under way, if any.
+    func dialOutcome(_ peer: Atom) -> DialOutcome? {
+        entries.withLock { entries in
+            if case .dialling(let dial) = entries[peer] { return dial.outcome }
+            return nil
         }
     }
 
@@ -98,33 +95,33 @@ final class ConnectionTable: Sendable {
     /// Returns the connection it replaced, if any, for the caller to close.
     @discardableResult
     func install(_ connection: NativeConnection, send: (NativeConnection, PendingMessage) throws -> Void) -> NativeConnection? {
-        let (waiters, replaced) = entries.withLock { entries -> ([CheckedContinuation<Void, any Error>], NativeConnection?) in
+        let (outcome, replaced) = entries.withLock { entries -> (DialOutcome?, NativeConnection?) in
             let peer = connection.peer.atom
             switch entries[peer] {
             case .dialling(let dial):
                 for message in dial.queue { try? send(connection, message) }
                 entries[peer] = .connected(connection)
-                return (dial.waiters, nil)
+                return (dial.outcome, nil)
             case .connected(let old):
                 entries[peer] = .connected(connection)
-                return ([], old === connection ? nil : old)
+                return (nil, old === connection ? nil : old)
             case nil:
                 entries[peer] = .connected(connection)
-                return ([], nil)
+                return (nil, nil)
             }
         }
-        for waiter in waiters { waiter.resume() }
+        outcome?.complete(.success(()))
         return replaced
     }
 
     /// Ends a failed dial: its queue is dropped and every waiting sender gets `error`.
     func failDial(_ peer: Atom, error: any Error) {
-        let waiters = entries.withLock { entries -> [CheckedContinuation<Void, any Error>] in
-            guard case .dialling(let dial) = entries[peer] else { return [] }
+        let outcome = entries.withLock { entries -> DialOutcome? in
+            guard case .dialling(let dial) = entries[peer] else { return nil }
             entries[peer] = nil
-            return dial.waiters
+            return dial.outcome
         }
-        for waiter in waiters { waiter.resume(throwing: error) }
+        outcome?.complete(.failure(error))
     }
 
     /// Forgets `connection` if it is still the one in use for its peer.
@@ -155,5 +152,37 @@ final class ConnectionTable: Sendable {
         entries.withLock { entries in
             entries.values.compactMap { if case .connected(let connection) = $0 { connection } else { nil } }
         }
+    }
+}
+
+/// How one dial ended, for every sender whose message waited for it. It keeps the
+/// result, so a sender that starts waiting after the end still learns it.
+final class DialOutcome: Sendable {
+    struct State: ~Copyable {
+        var result: Result<Void, any Error>?
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+    }
+
+    let state = Mutex(State())
+
+    /// Waits for the end of the dial; throws its error.
+    func wait() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let result = state.withLock { state -> Result<Void, any Error>? in
+                if state.result == nil { state.waiters.append(continuation) }
+                return state.result
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    func complete(_ result: Result<Void, any Error>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
     }
 }

@@ -126,9 +126,9 @@ public final class Node: Sendable {
             if try Self.send(payload, to: destination, streamKey: streamKey, on: connection) {
                 try await connection.waitUntilWritable()
             }
-        case .queued(let startDial):
+        case .queued(let outcome, let startDial):
             if startDial { startDialling(peer) }
-            try await connections.awaitDial(peer)
+            try await outcome.wait()
         }
     }
 
@@ -181,7 +181,7 @@ public final class Node: Sendable {
     func awaitIncoming(_ peer: Atom) async {
         let deadline = config.defaultStack.handshakeTimeout.timeAmount
         let arrived = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await self.connections.awaitDial(peer)) != nil }
+            group.addTask { (try? await self.connections.dialOutcome(peer)?.wait()) != nil }
             group.addTask {
                 try? await Task.sleep(for: .nanoseconds(deadline.nanoseconds))
                 return false

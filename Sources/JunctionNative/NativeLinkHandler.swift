@@ -29,14 +29,16 @@ final class NativeLinkHandler: ChannelInboundHandler {
     var connection: NativeConnection?
     var timer: Scheduled<Void>?
     var batch: [Frame] = []
-    /// Completed for a dialled link once its handshake ends.
-    let established: EventLoopPromise<NativeConnection>?
+    /// Completed for a dialled link once its handshake ends (then set to nil).
+    var established: EventLoopPromise<NativeConnection>?
+    let direction: NativeConnection.Direction
     var logger: Logger
 
     init(stack: NativeStack, handshake: NativeHandshake, established: EventLoopPromise<NativeConnection>?, logger: Logger) {
         self.stack = stack
         self.handshake = handshake
         self.established = established
+        self.direction = established == nil ? .incoming : .outgoing
         self.logger = logger
     }
 
@@ -106,7 +108,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             let error: (any Error)? = graceful ? nil : (failure ?? NativeProtocolError("the link to \(connection.peer) was lost"))
             stack.delegate.closed(connection, error: error)
         } else {
-            established?.fail(NativeProtocolError("the peer closed the link during the handshake"))
+            complete(.failure(NativeProtocolError("the peer closed the link during the handshake")))
         }
         context.fireChannelInactive()
     }
@@ -130,18 +132,17 @@ final class NativeLinkHandler: ChannelInboundHandler {
             perform(handshake.admit(stack.delegate.admit(peer: peer, stack: stack), now: .now()), context: context)
         case .completed(let result, let send):
             if let send { context.writeAndFlush(wrapOutboundOut(send), promise: nil) }
-            let direction: NativeConnection.Direction = established == nil ? .incoming : .outgoing
             let connection = NativeConnection(peer: result.peer, stack: stack.name, direction: direction, negotiated: result, channel: context.channel)
             self.connection = connection
             parser.maxFrameSize = result.maxMessageSize + NativeConnection.frameOverhead
             logger[metadataKey: "junction.peer"] = "\(result.peer)"
             logger.debug("handshake complete", metadata: ["junction.direction": "\(direction.rawValue)"])
             stack.delegate.established(connection)
-            established?.succeed(connection)
+            complete(.success(connection))
         case .failed(let error, let farewell):
             let level: Logger.Level = error.reason == .simultaneous ? .debug : .warning
             logger.log(level: level, "handshake failed: \(error)", metadata: ["junction.reason": "\(error.reason)"])
-            established?.fail(error)
+            complete(.failure(error))
             if let farewell {
                 let channel = context.channel
                 context.writeAndFlush(wrapOutboundOut(farewell)).whenComplete { _ in channel.close(promise: nil) }
@@ -150,6 +151,12 @@ final class NativeLinkHandler: ChannelInboundHandler {
             }
         }
         scheduleDeadline(context: context)
+    }
+
+    /// Completes the dialler's promise once.
+    func complete(_ result: Result<NativeConnection, any Error>) {
+        established?.completeWith(result)
+        established = nil
     }
 
     func scheduleDeadline(context: ChannelHandlerContext) {

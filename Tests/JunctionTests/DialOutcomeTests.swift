@@ -1,0 +1,28 @@
+import Testing
+
+@testable import Junction
+
+@Suite("Shared dial outcome")
+struct DialOutcomeTests {
+    struct Refused: Error {}
+
+    @Test("a sender that starts waiting after the dial failed still gets the failure")
+    func lateWaiterSeesFailure() async throws {
+        let outcome = DialOutcome()
+        outcome.complete(.failure(Refused()))
+        await #expect(throws: Refused.self) { try await outcome.wait() }
+        // Only the first completion counts.
+        outcome.complete(.success(()))
+        await #expect(throws: Refused.self) { try await outcome.wait() }
+    }
+
+    @Test("every waiter is released by the completion")
+    func waitersReleased() async throws {
+        let outcome = DialOutcome()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 { group.addTask { try await outcome.wait() } }
+            outcome.complete(.success(()))
+            try await group.waitForAll()
+        }
+    }
+}
