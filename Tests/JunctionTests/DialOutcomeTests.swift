@@ -16,13 +16,4 @@ struct DialOutcomeTests {
         await #expect(throws: Refused.self) { try await outcome.wait() }
     }
 
-    @Test("every waiter is released by the completion")
-    func waitersReleased() async throws {
-        let outcome = DialOutcome()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<10 { group.addTask { try await outcome.wait() } }
-            outcome.complete(.success(()))
-            try await group.waitForAll()
-        }
-    }
 }
