@@ -41,6 +41,7 @@ let package = Package(
             name: "JunctionTransport",
             dependencies: [
                 "JunctionCore",
+                "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -73,6 +74,10 @@ let package = Package(
         ),
         .testTarget(name: "JunctionTermTests", dependencies: ["JunctionTerm"]),
         .testTarget(name: "JunctionCoreTests", dependencies: ["JunctionCore"]),
+        .testTarget(
+            name: "JunctionTransportTests",
+            dependencies: ["JunctionTransport", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
         .testTarget(
             name: "JunctionNativeTests",
             dependencies: ["JunctionNative", .product(name: "NIOEmbedded", package: "swift-nio")]

@@ -67,7 +67,8 @@ public final class Node: Sendable {
 
     func startStacks() async throws {
         for settings in config.stacks {
-            let identity = HandshakeIdentity(name: name, cookie: cookie, flags: [], maxMessageSize: settings.maxMessageSize)
+            let identity = HandshakeIdentity(
+                name: name, cookie: cookie, flags: settings.compression.enabled ? [.compression] : [], maxMessageSize: settings.maxMessageSize)
             let stack = NativeStack(settings: settings, local: identity, group: group, delegate: self, logger: logger)
             let registrar = EmbeddedRegistrar(stack: settings.name, settings: settings.registrar, group: group, logger: logger)
             runtime.withLock {
@@ -237,7 +238,7 @@ public final class Node: Sendable {
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
         var flags = NativeFlags()
         if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
-        if route.flags.compression == true { flags.insert(.compression) }
+        if route.flags.compression ?? stack.settings.compression.enabled { flags.insert(.compression) }
         return try await stack.connect(
             to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, maxMessageSize: route.flags.maxMessageSize,
             logLevel: route.logLevel)

@@ -27,19 +27,23 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     public let remoteAddress: String
     let channel: any Channel
     let outbox: FrameOutbox
+    /// How this side compresses what it sends; nil when either side turned compression off.
+    public let compression: CompressionSettings?
     /// Set when this side asked for the close, so the link's end is not a loss.
     let closeRequested = Atomic<Bool>(false)
     /// Space for kind, flags, stream key, addressing: the frame limit is the message limit plus this.
     static let frameOverhead = 512
 
-    init(peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, channel: any Channel) {
+    /// `compression` is this side's setting, used when both sides offered compression.
+    init(peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, compression: CompressionSettings?, channel: any Channel) {
         self.peer = peer
         self.stack = stack
         self.direction = direction
         self.negotiated = negotiated
         self.remoteAddress = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
         self.channel = channel
-        self.outbox = FrameOutbox(channel: channel, peer: peer.description)
+        self.compression = negotiated.flags.contains(.compression) ? compression : nil
+        self.outbox = FrameOutbox(channel: channel, peer: peer.description, compression: self.compression)
     }
 
     public var description: String { "\(direction) \(stack) connection to \(peer) at \(remoteAddress)" }
@@ -69,14 +73,12 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     func sendMessage(kind: UInt8, streamKey: UInt32, payload: Payload, address: (inout ByteBuffer) -> Void) throws -> Bool {
         let limit = negotiated.maxMessageSize
         let peer = self.peer
-        return try outbox.enqueue { buffer in
-            try Frame.write(kind: kind, streamKey: streamKey, into: &buffer) { (buffer) throws(any Error) in
-                address(&buffer)
-                let start = buffer.writerIndex
-                try payload.write(into: &buffer)
-                let size = buffer.writerIndex - start
-                if size > limit { throw MessageTooLarge(size: size, limit: limit, peer: peer) }
-            }
+        return try outbox.enqueueFrame(kind: kind, streamKey: streamKey, compressible: true) { (buffer) throws(any Error) in
+            address(&buffer)
+            let start = buffer.writerIndex
+            try payload.write(into: &buffer)
+            let size = buffer.writerIndex - start
+            if size > limit { throw MessageTooLarge(size: size, limit: limit, peer: peer) }
         }
     }
 
@@ -88,9 +90,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     /// Closes gracefully: queued frames and a close frame go out, then the socket closes.
     public func close() {
         closeRequested.store(true, ordering: .relaxed)
-        _ = try? outbox.enqueue { buffer in
-            Frame.write(kind: NativeFrameKind.close, payload: ByteBuffer(), into: &buffer)
-        }
+        _ = try? outbox.enqueueFrame(kind: NativeFrameKind.close, streamKey: 0, compressible: false) { _ in }
         outbox.close(flushPending: true)
         let channel = self.channel
         channel.eventLoop.execute { channel.close(promise: nil) }

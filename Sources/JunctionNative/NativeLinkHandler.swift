@@ -29,13 +29,18 @@ final class NativeLinkHandler: ChannelInboundHandler {
     var connection: NativeConnection?
     var timer: Scheduled<Void>?
     var batch: [Frame] = []
+    /// This side's compression setting for what it sends on this link.
+    let compression: CompressionSettings
+    /// Inflates compressed frames; created when both sides offered compression.
+    var inflater: Inflater?
     /// Completed for a dialled link once its handshake ends (then set to nil).
     var established: EventLoopPromise<NativeConnection>?
     let direction: NativeConnection.Direction
     var logger: Logger
 
-    init(stack: NativeStack, handshake: NativeHandshake, established: EventLoopPromise<NativeConnection>?, logger: Logger) {
+    init(stack: NativeStack, handshake: NativeHandshake, compression: CompressionSettings, established: EventLoopPromise<NativeConnection>?, logger: Logger) {
         self.stack = stack
+        self.compression = compression
         self.handshake = handshake
         self.established = established
         self.direction = established == nil ? .incoming : .outgoing
@@ -76,7 +81,16 @@ final class NativeLinkHandler: ChannelInboundHandler {
     func dataFrame(_ frame: Frame, connection: NativeConnection, context: ChannelHandlerContext) throws {
         switch frame.kind {
         case NativeFrameKind.sendName, NativeFrameKind.sendPid:
-            batch.append(frame)
+            guard frame.flags & FrameFlags.compressed != 0 else {
+                batch.append(frame)
+                return
+            }
+            guard let inflater else {
+                throw NativeProtocolError("\(connection.peer) sent a compressed frame although compression was not negotiated")
+            }
+            var inflated = frame
+            inflated.payload = try inflater.inflate(frame.payload, flags: frame.flags, allocator: context.channel.allocator)
+            batch.append(inflated)
         case NativeFrameKind.close:
             closingGracefully = true
             context.close(promise: nil)
@@ -132,7 +146,9 @@ final class NativeLinkHandler: ChannelInboundHandler {
             perform(handshake.admit(stack.delegate.admit(peer: peer, stack: stack), now: .now()), context: context)
         case .completed(let result, let send):
             if let send { context.writeAndFlush(wrapOutboundOut(send), promise: nil) }
-            let connection = NativeConnection(peer: result.peer, stack: stack.name, direction: direction, negotiated: result, channel: context.channel)
+            let connection = NativeConnection(
+                peer: result.peer, stack: stack.name, direction: direction, negotiated: result, compression: compression, channel: context.channel)
+            if result.flags.contains(.compression) { inflater = Inflater(limit: result.maxMessageSize + NativeConnection.frameOverhead) }
             self.connection = connection
             parser.maxFrameSize = result.maxMessageSize + NativeConnection.frameOverhead
             logger[metadataKey: "junction.peer"] = "\(result.peer)"

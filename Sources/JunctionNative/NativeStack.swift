@@ -90,7 +90,7 @@ public final class NativeStack: Sendable {
         var logger = self.logger
         if let logLevel { logger.logLevel = logLevel }
         let handshake = NativeHandshake(role: role, local: identity, stepTimeout: settings.handshakeTimeout.timeAmount)
-        return NativeLinkHandler(stack: self, handshake: handshake, established: established, logger: logger)
+        return NativeLinkHandler(stack: self, handshake: handshake, compression: settings.compression, established: established, logger: logger)
     }
 
     func track(_ channel: any Channel) {

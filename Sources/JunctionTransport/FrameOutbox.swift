@@ -1,3 +1,4 @@
+import JunctionCore
 import NIOCore
 import Synchronization
 
@@ -16,6 +17,8 @@ public struct OutboxClosed: Error, Sendable, CustomStringConvertible {
 public final class FrameOutbox: Sendable {
     struct State: ~Copyable {
         var pending: ByteBuffer
+        /// This link direction's compressor; nil when compression is off.
+        var deflater: Deflater?
         var flushScheduled = false
         var closed = false
         var writable = true
@@ -28,11 +31,39 @@ public final class FrameOutbox: Sendable {
     /// Pending bytes above which `waitUntilWritable` suspends even if the channel is writable.
     let highWaterMark: Int
 
-    public init(channel: any Channel, peer: String, highWaterMark: Int = 4 << 20) {
+    /// With `compression`, message frames whose payload exceeds its threshold are
+    /// compressed by one deflater kept for this link direction.
+    public init(channel: any Channel, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20) {
         self.channel = channel
         self.peer = peer
         self.highWaterMark = highWaterMark
-        self.state = Mutex(State(pending: channel.allocator.buffer(capacity: 64 << 10)))
+        self.state = Mutex(State(pending: channel.allocator.buffer(capacity: 64 << 10), deflater: compression.map(Deflater.init)))
+    }
+
+    /// Appends one frame whose payload `body` writes in place, compressing the payload
+    /// when it is `compressible` and larger than the threshold. On a thrown error
+    /// nothing is appended. Returns true when the link is backed up.
+    @discardableResult
+    public func enqueueFrame<E: Error>(
+        kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
+    ) throws(any Error) -> Bool {
+        try enqueue { (buffer, deflater) throws(E) in
+            let start = buffer.writerIndex
+            buffer.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
+            do throws(E) {
+                try body(&buffer)
+            } catch {
+                buffer.moveWriterIndex(to: start)
+                throw error
+            }
+            let payloadStart = start + Frame.prefixSize
+            let payloadSize = buffer.writerIndex - payloadStart
+            if compressible, let deflater, payloadSize > deflater.settings.threshold {
+                let flags = deflater.compress(&buffer, from: payloadStart, count: payloadSize)
+                buffer.setInteger(flags, at: start + 4 + 1)
+            }
+            buffer.setInteger(UInt32(buffer.writerIndex - start - 4), at: start)
+        }
     }
 
     /// Encodes one or more frames into the pending buffer with `body` and makes sure a
@@ -40,10 +71,10 @@ public final class FrameOutbox: Sendable {
     /// Returns true when the link is backed up: the caller should then
     /// `waitUntilWritable()` before sending more.
     @discardableResult
-    public func enqueue<E: Error>(_ body: (inout ByteBuffer) throws(E) -> Void) throws(any Error) -> Bool {
+    public func enqueue<E: Error>(_ body: (inout ByteBuffer, Deflater?) throws(E) -> Void) throws(any Error) -> Bool {
         let (schedule, backedUp) = try state.withLock { (state) throws(any Error) -> (Bool, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
-            try body(&state.pending)
+            try body(&state.pending, state.deflater)
             let backedUp = !state.writable || state.pending.readableBytes > highWaterMark
             guard !state.flushScheduled else { return (false, backedUp) }
             state.flushScheduled = true

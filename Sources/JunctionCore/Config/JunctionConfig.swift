@@ -122,12 +122,14 @@ public struct StackSettings: Sendable, Decodable {
     public var handshakeTimeout: ConfigDuration
     /// Largest message accepted or sent on this stack, in bytes.
     public var maxMessageSize: Int
+    /// How this stack compresses what it sends.
+    public var compression: CompressionSettings
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression }
 
     public init(
         name: String, kind: Kind = .native, acceptors: [AcceptorSettings] = [.init()], registrar: RegistrarSettings = .init(),
-        handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20
+        handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20, compression: CompressionSettings = .init()
     ) {
         self.name = name
         self.kind = kind
@@ -135,6 +137,7 @@ public struct StackSettings: Sendable, Decodable {
         self.registrar = registrar
         self.handshakeTimeout = handshakeTimeout
         self.maxMessageSize = maxMessageSize
+        self.compression = compression
     }
 
     public init(from decoder: Decoder) throws {
@@ -149,6 +152,7 @@ public struct StackSettings: Sendable, Decodable {
         registrar = try container.value(.registrar, default: RegistrarSettings())
         handshakeTimeout = try container.value(.handshakeTimeout, default: .seconds(5))
         maxMessageSize = try container.value(.maxMessageSize, default: 64 << 20)
+        compression = try container.value(.compression, default: CompressionSettings())
         guard (1024...(1 << 30)).contains(maxMessageSize) else {
             throw invalid(decoder.codingPath + [CodingKeys.maxMessageSize], "must be between 1024 and 1073741824 bytes, not \(maxMessageSize)")
         }

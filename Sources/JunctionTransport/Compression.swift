@@ -1,0 +1,153 @@
+import CZlib
+import JunctionCore
+import NIOCore
+
+/// Frame flag bits.
+public enum FrameFlags {
+    /// The payload is zlib data.
+    public static let compressed: UInt8 = 1 << 0
+    /// The compressed payload is a complete zlib stream of its own (`message` mode);
+    /// without this bit it continues the link direction's stream (`stream` mode).
+    public static let independent: UInt8 = 1 << 1
+}
+
+/// Why a compressed payload was refused.
+public struct CompressionError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The deflate side of one link direction. Not thread-safe: its owner serializes use.
+public final class Deflater {
+    let stream: UnsafeMutablePointer<z_stream>
+    public let settings: CompressionSettings
+    var scratch: [UInt8] = []
+
+    public init(settings: CompressionSettings) {
+        self.settings = settings
+        stream = .allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let status = junction_deflateInit(stream, settings.level)
+        precondition(status == Z_OK, "deflateInit failed (status \(status)): out of memory")
+    }
+
+    deinit {
+        deflateEnd(stream)
+        stream.deinitialize(count: 1)
+        stream.deallocate()
+    }
+
+    /// Compresses the `count` bytes at `start` in `buffer` in place (they are replaced by
+    /// their compressed form) and returns the flag bits to set on the frame.
+    public func compress(_ buffer: inout ByteBuffer, from start: Int, count: Int) -> UInt8 {
+        let independent = settings.mode == .message
+        if independent { deflateReset(stream) }
+        let bound = Int(deflateBound(stream, uLong(count))) + 16
+        if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
+        let produced: Int = buffer.withUnsafeReadableBytes { readable in
+            let input = UnsafeRawBufferPointer(rebasing: readable[(start - buffer.readerIndex)...].prefix(count))
+            return scratch.withUnsafeMutableBytes { output in
+                stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+                stream.pointee.avail_in = uInt(input.count)
+                stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
+                stream.pointee.avail_out = uInt(output.count)
+                let status = deflate(stream, independent ? Z_FINISH : Z_SYNC_FLUSH)
+                precondition(status == (independent ? Z_STREAM_END : Z_OK), "deflate into deflateBound bytes must complete (status \(status))")
+                return output.count - Int(stream.pointee.avail_out)
+            }
+        }
+        buffer.moveWriterIndex(to: start)
+        _ = scratch.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(produced))) }
+        return FrameFlags.compressed | (independent ? FrameFlags.independent : 0)
+    }
+}
+
+/// The inflate side of one link direction: a context continuing the direction's stream,
+/// and one reset per independent payload. Output is bounded by `limit`, so a
+/// decompression bomb is an error, never an allocation.
+public final class Inflater {
+    var streaming: UnsafeMutablePointer<z_stream>?
+    var independent: UnsafeMutablePointer<z_stream>?
+    let limit: Int
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    deinit {
+        for stream in [streaming, independent].compactMap({ $0 }) {
+            inflateEnd(stream)
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+        }
+    }
+
+    static func makeStream() -> UnsafeMutablePointer<z_stream> {
+        let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let status = junction_inflateInit(stream)
+        precondition(status == Z_OK, "inflateInit failed (status \(status)): out of memory")
+        return stream
+    }
+
+    /// Inflates a frame payload compressed with `flags`.
+    public func inflate(_ payload: ByteBuffer, flags: UInt8, allocator: ByteBufferAllocator) throws(CompressionError) -> ByteBuffer {
+        let isIndependent = flags & FrameFlags.independent != 0
+        let stream: UnsafeMutablePointer<z_stream>
+        if isIndependent {
+            if independent == nil { independent = Self.makeStream() } else { inflateReset(independent!) }
+            stream = independent!
+        } else {
+            if streaming == nil { streaming = Self.makeStream() }
+            stream = streaming!
+        }
+        var output = allocator.buffer(capacity: min(limit + 1, max(4096, payload.readableBytes * 4)))
+        let limit = self.limit
+        let bomb = CompressionError("a compressed frame inflates past the maximum message size of \(limit) bytes (a decompression bomb?)")
+        let result: Result<Void, CompressionError> = payload.withUnsafeReadableBytes { input in
+            stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+            stream.pointee.avail_in = uInt(input.count)
+            while true {
+                // One byte past the limit is allowed into the buffer, to detect a bomb.
+                let room = limit + 1 - output.writerIndex
+                guard room > 0 else { return .failure(bomb) }
+                if output.writableBytes == 0 { output.reserveCapacity(minimumWritableBytes: min(max(output.capacity, 4096), room)) }
+                let (status, _): (Int32, Int) = output.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { out in
+                    let space = min(out.count, room)
+                    stream.pointee.next_out = out.baseAddress?.assumingMemoryBound(to: Bytef.self)
+                    stream.pointee.avail_out = uInt(space)
+                    let status = CZlib.inflate(stream, Z_SYNC_FLUSH)
+                    return (status, space - Int(stream.pointee.avail_out))
+                }
+                guard output.writerIndex <= limit else { return .failure(bomb) }
+                switch status {
+                case Z_STREAM_END:
+                    return isIndependent ? .success(()) : .failure(CompressionError("a stream-mode frame ended its zlib stream"))
+                case Z_OK, Z_BUF_ERROR:
+                    if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 {
+                        return isIndependent ? .failure(CompressionError("an independent compressed frame is truncated")) : .success(())
+                    }
+                default:
+                    let message = stream.pointee.msg.map { String(cString: $0) } ?? "status \(status)"
+                    return .failure(CompressionError("a compressed frame is not valid zlib data: \(message)"))
+                }
+            }
+        }
+        try result.get()
+        return output
+    }
+}
+
+extension ByteBuffer {
+    /// `writeWithUnsafeMutableBytes` returning a value alongside the written count.
+    @inlinable
+    mutating func writeWithUnsafeMutableBytes<T>(minimumWritableBytes: Int, _ body: (UnsafeMutableRawBufferPointer) -> (T, Int)) -> (T, Int) {
+        var value: T?
+        let written = writeWithUnsafeMutableBytes(minimumWritableBytes: minimumWritableBytes) { pointer in
+            let (result, count) = body(pointer)
+            value = result
+            return count
+        }
+        return (value!, written)
+    }
+}
