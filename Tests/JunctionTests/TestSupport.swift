@@ -41,7 +41,9 @@ func startRegistrar() async throws -> EmbeddedRegistrarServer {
 
 /// A node configuration in YAML: one native stack per (name, registrar port), the
 /// first being the default, plus the given `routes:` section.
-func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE") throws -> JunctionConfig {
+/// `stackExtra` is YAML added to every stack (indented as a stack key), e.g.
+/// `"compression: {enabled: false}"`.
+func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE", stackExtra: String = "") throws -> JunctionConfig {
     let stackYAML = stacks.map { stack in
         """
           - name: \(stack.0)
@@ -53,6 +55,7 @@ func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", 
               host: 127.0.0.1
               port: \(stack.1)
             handshakeTimeout: 2s
+            \(stackExtra)
         """
     }.joined(separator: "\n")
     return try ConfigLoader.load(yaml: """

@@ -1,0 +1,91 @@
+import Foundation
+import JunctionCore
+import JunctionNative
+import JunctionTerm
+import JunctionTransport
+import NIOCore
+import Testing
+
+@testable import Junction
+
+/// Distinct JSON-like records, as binaries.
+func jsonRecords(_ count: Int, size: Int) -> [Term] {
+    (0..<count).map { index in
+        var text = ""
+        var field = 0
+        while text.utf8.count < size {
+            text += "{\"id\":\(index * 31 + field),\"user\":\"u\(index % 13)-\(field)\",\"ok\":\(field % 3 == 0)},"
+            field += 1
+        }
+        return .binary(Array(text.utf8.prefix(size)))
+    }
+}
+
+@Suite("Compression between nodes")
+struct CompressionIntegrationTests {
+    @Test("large messages arrive intact in order with compression in either mode", arguments: ["stream", "message"])
+    func compressedTraffic(mode: String) async throws {
+        let registrar = try await startRegistrar()
+        let extra = "compression: {level: 1, threshold: 1024, mode: \(mode)}"
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)], stackExtra: extra))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)], stackExtra: extra))
+        let sink = try b.spawn(name: "sink")
+        let sender = try a.spawn()
+        let messages = jsonRecords(300, size: 2048) + [.atom("small"), .binary([UInt8](repeating: 7, count: 1025))]
+        for message in messages { try await sender.send(message, to: .name("sink", on: "b@localhost")) }
+        for message in messages { #expect(try await sink.receive(timeout: .seconds(10)).term() == message) }
+        #expect(a.connections.all().first?.compression?.mode.rawValue == mode)
+        await a.shutdown()
+        await b.shutdown()
+        await registrar.shutdown()
+    }
+
+    @Test("when one side turns compression off, neither side compresses and messages still flow")
+    func mismatch() async throws {
+        let registrar = try await startRegistrar()
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)], stackExtra: "compression: {enabled: false}"))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        let sink = try b.spawn(name: "sink")
+        let sender = try a.spawn()
+        let message = jsonRecords(1, size: 4096)[0]
+        try await sender.send(message, to: .name("sink", on: "b@localhost"))
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == message)
+        #expect(a.connections.all().first?.compression == nil)
+        #expect(b.connections.all().first?.compression == nil)
+        await a.shutdown()
+        await b.shutdown()
+        await registrar.shutdown()
+    }
+
+    @Test("a decompression bomb closes that link with a clear error and the node keeps serving")
+    func bomb() async throws {
+        let registrar = try await startRegistrar()
+        let logs = LogCapture()
+        let node = try await startNode(
+            try nodeConfig("target@localhost", stacks: [("native", registrar.port)], stackExtra: "maxMessageSize: 1048576"), logger: logs.logger)
+        let echo = try node.spawn(name: "echo")
+        let service = Task { try await EchoService.run(echo) }
+        let address = try #require(node.listening["native"]?.first)
+        let peer = try await RawPeer.connect(to: address, as: "bomber@localhost", target: "target@localhost", cookie: "test-cookie", flags: [.compression])
+
+        // 8 MiB of zeros, about 8 KiB deflated, in one frame flagged as compressed.
+        let zeros = [UInt8](repeating: 0, count: 8 << 20)
+        let deflated = zeros.withUnsafeBytes { Zlib.deflate($0, level: 9) }
+        var frame = ByteBuffer()
+        Frame.write(
+            kind: NativeFrameKind.sendName, flags: FrameFlags.compressed | FrameFlags.independent, streamKey: 1, payload: ByteBuffer(bytes: deflated),
+            into: &frame)
+        try await peer.write(frame)
+        try await peer.channel.closeFuture.get()
+        #expect(logs.contains("decompression bomb"))
+
+        let friend = try await startNode(try nodeConfig("friend@localhost", stacks: [("native", registrar.port)]))
+        let me = try friend.spawn()
+        try await me.send(.tuple([.pid(me.pid), .atom("still_here")]), to: .name("echo", on: "target@localhost"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("still_here")]))
+        service.cancel()
+        await node.shutdown()
+        await friend.shutdown()
+        await registrar.shutdown()
+    }
+}

@@ -1,0 +1,71 @@
+import JunctionCore
+import JunctionNative
+import JunctionTransport
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A hand-driven native peer for protocol tests: it runs the real handshake state
+/// machine over a real socket, then writes whatever frames a test crafts.
+final class RawPeer: Sendable {
+    let channel: any Channel
+    let received: AsyncStream<ByteBuffer>
+
+    /// Connects to `address` and completes the handshake as `name` dialling `target`.
+    static func connect(to address: SocketAddress, as name: NodeName, target: NodeName, cookie: String, flags: NativeFlags) async throws -> RawPeer {
+        let (stream, sink) = AsyncStream.makeStream(of: ByteBuffer.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(sink: sink)) }
+            }
+            .connect(to: address).get()
+        let peer = RawPeer(channel: channel, received: stream)
+        try await peer.handshake(as: name, target: target, cookie: cookie, flags: flags)
+        return peer
+    }
+
+    init(channel: any Channel, received: AsyncStream<ByteBuffer>) {
+        self.channel = channel
+        self.received = received
+    }
+
+    func handshake(as name: NodeName, target: NodeName, cookie: String, flags: NativeFlags) async throws {
+        var machine = NativeHandshake(
+            role: .dialler(dialled: target), local: HandshakeIdentity(name: name, cookie: Secret(cookie), flags: flags, maxMessageSize: 1 << 20),
+            stepTimeout: .seconds(5))
+        if case .send(let hello) = machine.start(now: .now()) { try await channel.writeAndFlush(hello) }
+        var parser = FrameParser(maxFrameSize: NativeHandshake.maxFrameSize)
+        for await bytes in received {
+            var outcome: NativeHandshake.Action?
+            try parser.consume(bytes) { frame in
+                switch machine.receive(frame, now: .now()) {
+                case .send(let reply): channel.writeAndFlush(reply, promise: nil)
+                case let action?: outcome = action
+                case nil: break
+                }
+            }
+            switch outcome {
+            case .completed: return
+            case .failed(let error, _): throw error
+            default: continue
+            }
+        }
+        throw NativeProtocolError("the node closed the link during the handshake")
+    }
+
+    /// Writes raw bytes to the node.
+    func write(_ bytes: ByteBuffer) async throws {
+        try await channel.writeAndFlush(bytes)
+    }
+
+    final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let sink: AsyncStream<ByteBuffer>.Continuation
+        init(sink: AsyncStream<ByteBuffer>.Continuation) { self.sink = sink }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { sink.yield(unwrapInboundIn(data)) }
+        func channelInactive(context: ChannelHandlerContext) {
+            sink.finish()
+            context.fireChannelInactive()
+        }
+    }
+}
