@@ -68,6 +68,7 @@ let package = Package(
             name: "junction",
             dependencies: [
                 "Junction",
+                "JunctionTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             resources: [.embedInCode("junction.yaml")]

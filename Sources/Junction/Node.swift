@@ -89,6 +89,9 @@ public final class Node: Sendable {
     /// The addresses each stack listens on.
     public var listening: [String: [SocketAddress]] { runtime.withLock { $0.listening } }
 
+    /// The live connection to `peer`, if any.
+    public func connection(to peer: NodeName) -> NativeConnection? { connections.connection(peer.atom) }
+
     /// The registrar of a stack (for its events and resolver).
     public func registrar(stack: String) -> EmbeddedRegistrar? { runtime.withLock { $0.registrars[stack] } }
 

@@ -82,6 +82,9 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Frames and bytes this side has sent on the connection.
+    public var sent: FrameOutbox.Stats { outbox.stats }
+
     /// Suspends while the link is backed up.
     public func waitUntilWritable() async throws {
         try await outbox.waitUntilWritable()

@@ -23,7 +23,19 @@ public final class FrameOutbox: Sendable {
         var closed = false
         var writable = true
         var waiters: [CheckedContinuation<Void, any Error>] = []
+        var framesQueued = 0
+        var bytesWritten = 0
     }
+
+    /// What this link direction has carried so far.
+    public struct Stats: Sendable, Hashable {
+        /// Frames queued (message and control frames).
+        public var frames: Int
+        /// Bytes handed to the socket, frame headers included.
+        public var bytes: Int
+    }
+
+    public var stats: Stats { state.withLock { Stats(frames: $0.framesQueued, bytes: $0.bytesWritten) } }
 
     let channel: any Channel
     let peer: String
@@ -75,6 +87,7 @@ public final class FrameOutbox: Sendable {
         let (schedule, backedUp) = try state.withLock { (state) throws(any Error) -> (Bool, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
             try body(&state.pending, state.deflater)
+            state.framesQueued += 1
             let backedUp = !state.writable || state.pending.readableBytes > highWaterMark
             guard !state.flushScheduled else { return (false, backedUp) }
             state.flushScheduled = true
@@ -112,6 +125,7 @@ public final class FrameOutbox: Sendable {
             guard !state.closed, state.pending.readableBytes > 0 else { return nil }
             let batch = state.pending
             state.pending = channel.allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
+            state.bytesWritten += batch.readableBytes
             return batch
         }
         guard let batch else { return }
@@ -134,6 +148,7 @@ public final class FrameOutbox: Sendable {
     public func close(flushPending: Bool) {
         let (waiters, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], ByteBuffer?) in
             let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
+            state.bytesWritten += batch?.readableBytes ?? 0
             state.closed = true
             state.pending.clear()
             defer { state.waiters = [] }
