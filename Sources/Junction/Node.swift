@@ -89,6 +89,11 @@ public final class Node: Sendable {
     /// The addresses each stack listens on.
     public var listening: [String: [SocketAddress]] { runtime.withLock { $0.listening } }
 
+    /// An executor on one of the node's event loops: a process task that prefers it
+    /// (`Task(executorPreference:)`) answers with the least latency when the node runs
+    /// on a one-thread group, as `junction run` does.
+    public var executor: EventLoopExecutor { EventLoopExecutor(group.next()) }
+
     /// The live connection to `peer`, if any.
     public func connection(to peer: NodeName) -> NativeConnection? { connections.connection(peer.atom) }
 

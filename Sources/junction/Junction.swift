@@ -4,6 +4,7 @@ import Junction
 import JunctionCore
 import JunctionTerm
 import Logging
+import JunctionTransport
 import NIOPosix
 
 @main
@@ -62,7 +63,7 @@ struct Run: AsyncParsableCommand {
         let echo = try node.spawn(name: "echo")
         logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg}")
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await EchoService.run(echo) }
+            tasks.addTask(executorPreference: node.executor) { try await EchoService.run(echo) }
             tasks.addTask { await Signals.wait(for: [SIGINT, SIGTERM]) }
             _ = try await tasks.next()
             tasks.cancelAll()

@@ -89,7 +89,9 @@ struct BenchRun: AsyncParsableCommand {
         let latencyClient = try await Node.start(
             config: config, name: try NodeName("bench-latency-\(UInt32.random(in: 0...UInt32.max))@localhost"), hidden: true,
             environment: ["JUNCTION_COOKIE": cookie], group: group, logger: logger)
-        let junctionLatency = try await Self.latency(calls: calls, client: latencyClient, server: serverName)
+        let junctionLatency = try await Task(executorPreference: latencyClient.executor) {
+            try await Self.latency(calls: calls, client: latencyClient, server: serverName)
+        }.value
         await latencyClient.shutdown()
         server.stop()
         await registrar.shutdown()
@@ -207,7 +209,7 @@ struct BenchRun: AsyncParsableCommand {
         for index in 0..<(calls + 1000) {
             let start = ContinuousClock.now
             try await me.send(.tuple([.pid(me.pid), .int(index)]), to: echo)
-            _ = try await me.receive(timeout: .seconds(10))
+            _ = try await me.receive()
             let elapsed = ContinuousClock.now - start
             if index >= 1000 { samples.append(UInt64(elapsed.components.attoseconds / 1_000_000_000) + UInt64(elapsed.components.seconds) * 1_000_000_000) }
             if index % 5000 == 0 { progress("junction latency: \(index)/\(calls + 1000) calls") }

@@ -31,7 +31,7 @@ struct BenchServe: AsyncParsableCommand {
         let sinkProcesses = try (1...sinks).map { try node.spawn(name: "sink\($0)") }
         FileHandle.standardOutput.write(Data("ready\n".utf8))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await EchoService.run(echo) }
+            tasks.addTask(executorPreference: node.executor) { try await EchoService.run(echo) }
             for sink in sinkProcesses { tasks.addTask { try await Self.count(sink) } }
             tasks.addTask { await Signals.wait(for: [SIGINT, SIGTERM]) }
             _ = try await tasks.next()
