@@ -133,7 +133,7 @@ public final class Node: Sendable {
         switch try connections.route(peer, message: PendingMessage(destination: destination, streamKey: streamKey, payload: payload, size: payload.estimatedSize)) {
         case .connection(let connection):
             if try Self.send(payload, to: destination, streamKey: streamKey, on: connection) {
-                try await connection.waitUntilWritable()
+                try await connection.waitUntilWritable(streamKey: streamKey)
             }
         case .queued(let outcome, let startDial):
             if startDial { startDialling(peer) }

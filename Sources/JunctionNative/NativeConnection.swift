@@ -14,8 +14,9 @@ public struct MessageTooLarge: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// One established native connection to a remote node (one link in this version).
-/// Sends are thread-safe and batched by the link's outbox.
+/// One established native connection to a remote node: a pool of links, one per slot.
+/// Frames of one (sender, receiver) pair always use the slot their stream key picks,
+/// so their order holds while links come and go. Sends are thread-safe and batched.
 public final class NativeConnection: Sendable, CustomStringConvertible {
     public enum Direction: String, Sendable { case incoming, outgoing }
 
@@ -23,33 +24,52 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     public let stack: String
     public let direction: Direction
     public let negotiated: HandshakeResult
-    /// The peer's address as seen on the socket.
+    /// The peer's address as seen on the first link.
     public let remoteAddress: String
-    let channel: any Channel
-    let outbox: FrameOutbox
     /// How this side compresses what it sends; nil when either side turned compression off.
     public let compression: CompressionSettings?
-    /// Set when this side asked for the close, so the link's end is not a loss.
-    let closeRequested = Atomic<Bool>(false)
+    let slots: [LinkSlot]
+    /// Where the dialler reconnects lost links (nil on the accepting side).
+    let route: ResolvedRoute?
+    let lifecycle = Mutex(Lifecycle())
     /// Space for kind, flags, stream key, addressing: the frame limit is the message limit plus this.
     static let frameOverhead = 512
+    /// Acknowledge after this many frames or bytes received on a slot.
+    static let ackEveryFrames: UInt64 = 256
+    static let ackEveryBytes = 1 << 20
 
-    /// `compression` is this side's setting, used when both sides offered compression.
-    init(peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, compression: CompressionSettings?, channel: any Channel) {
+    struct Lifecycle: Sendable {
+        /// Set once this side or the peer asked for a graceful close.
+        var closing = false
+        /// Set once the connection ended (the delegate heard of it).
+        var ended = false
+        var rejoins = 0
+    }
+
+    init(
+        peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, compression: CompressionSettings?, channel: any Channel,
+        route: ResolvedRoute?
+    ) {
         self.peer = peer
         self.stack = stack
         self.direction = direction
         self.negotiated = negotiated
         self.remoteAddress = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
-        self.channel = channel
-        self.compression = negotiated.flags.contains(.compression) ? compression : nil
-        self.outbox = FrameOutbox(channel: channel, peer: peer.description, compression: self.compression)
+        let compression = negotiated.flags.contains(.compression) ? compression : nil
+        self.compression = compression
+        self.route = route
+        let limit = negotiated.maxMessageSize + Self.frameOverhead
+        self.slots = (0..<negotiated.poolSize).map { index in
+            LinkSlot(index: index, channel: index == 0 ? channel : nil, peer: peer.description, compression: compression, inflateLimit: limit)
+        }
     }
 
     public var description: String { "\(direction) \(stack) connection to \(peer) at \(remoteAddress)" }
 
+    func slot(for streamKey: UInt32) -> LinkSlot { slots[Int(streamKey % UInt32(slots.count))] }
+
     /// Queues a message for the process registered as `name` on the peer. Returns true
-    /// when the link is backed up (see `waitUntilWritable`).
+    /// when its slot is backed up (see `waitUntilWritable`).
     @discardableResult
     public func send(toName name: String, streamKey: UInt32, payload: Payload) throws -> Bool {
         try sendMessage(kind: NativeFrameKind.sendName, streamKey: streamKey, payload: payload) { buffer in
@@ -59,8 +79,8 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Queues a message for a process of the peer, by pid. Returns true when the link
-    /// is backed up (see `waitUntilWritable`).
+    /// Queues a message for a process of the peer, by pid. Returns true when its slot is
+    /// backed up (see `waitUntilWritable`).
     @discardableResult
     public func send(toPid pid: Pid, streamKey: UInt32, payload: Payload) throws -> Bool {
         try sendMessage(kind: NativeFrameKind.sendPid, streamKey: streamKey, payload: payload) { buffer in
@@ -73,7 +93,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     func sendMessage(kind: UInt8, streamKey: UInt32, payload: Payload, address: (inout ByteBuffer) -> Void) throws -> Bool {
         let limit = negotiated.maxMessageSize
         let peer = self.peer
-        return try outbox.enqueueFrame(kind: kind, streamKey: streamKey, compressible: true) { (buffer) throws(any Error) in
+        return try slot(for: streamKey).outbox.enqueueFrame(kind: kind, streamKey: streamKey, compressible: true) { (buffer) throws(any Error) in
             address(&buffer)
             let start = buffer.writerIndex
             try payload.write(into: &buffer)
@@ -82,31 +102,128 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Frames and bytes this side has sent on the connection.
-    public var sent: FrameOutbox.Stats { outbox.stats }
-
-    /// Suspends while the link is backed up.
-    public func waitUntilWritable() async throws {
-        try await outbox.waitUntilWritable()
+    /// Suspends while the slot of `streamKey` is backed up.
+    public func waitUntilWritable(streamKey: UInt32) async throws {
+        try await slot(for: streamKey).outbox.waitUntilWritable()
     }
 
-    /// Closes gracefully: queued frames and a close frame go out, then the socket closes.
+    /// Bytes this side has written on all links, retransmissions included.
+    public var bytesSent: Int { slots.reduce(0) { $0 + $1.outbox.stats.bytes } }
+
+    /// What the connection looks like now: its pool and each link's traffic.
+    public var info: ConnectionInfo {
+        let links = slots.map { slot in
+            let sent = slot.outbox.stats
+            let received = slot.receiver.withLock { ($0.frames, $0.bytes) }
+            return ConnectionInfo.Link(
+                slot: slot.index, live: sent.attached, framesSent: sent.frames, bytesSent: sent.bytes, framesReceived: Int(received.0),
+                bytesReceived: received.1, retransmittedFrames: sent.retransmitted)
+        }
+        return ConnectionInfo(
+            peer: peer, stack: stack, direction: direction, poolSize: slots.count, liveLinks: links.filter(\.live).count,
+            rejoins: lifecycle.withLock { $0.rejoins }, links: links)
+    }
+
+    /// Closes gracefully: every slot sends what it holds and a close frame, then its
+    /// link closes.
     public func close() {
-        closeRequested.store(true, ordering: .relaxed)
-        _ = try? outbox.enqueueFrame(kind: NativeFrameKind.close, streamKey: 0, compressible: false) { _ in }
-        outbox.close(flushPending: true)
-        let channel = self.channel
-        channel.eventLoop.execute { channel.close(promise: nil) }
+        lifecycle.withLock { $0.closing = true }
+        for slot in slots {
+            _ = try? slot.outbox.enqueueFrame(kind: NativeFrameKind.close, streamKey: 0, compressible: false) { _ in }
+            slot.outbox.close(flushPending: true)
+            if let channel = slot.channel { channel.eventLoop.execute { channel.close(promise: nil) } }
+        }
     }
 
-    /// Closes at once, dropping what is queued.
+    /// Closes every link at once, dropping what is queued.
     func abort() {
-        outbox.close(flushPending: false)
-        channel.close(promise: nil)
+        for slot in slots {
+            slot.outbox.close(flushPending: false)
+            slot.channel?.close(promise: nil)
+        }
+    }
+
+    var isClosing: Bool { lifecycle.withLock { $0.closing } }
+
+    /// Marks the connection ended; true only for the first caller.
+    func markEnded() -> Bool {
+        lifecycle.withLock { state in
+            defer { state.ended = true }
+            return !state.ended
+        }
+    }
+
+    func countRejoin() { lifecycle.withLock { $0.rejoins += 1 } }
+}
+
+/// One slot of a connection: its outbox (which outlives links), the receive state, and
+/// the link currently carrying it.
+final class LinkSlot: Sendable {
+    struct Receiver: ~Copyable {
+        /// Frames received on this slot (all frames but acknowledgements and joins).
+        var frames: UInt64 = 0
+        var bytes = 0
+        var framesAtLastAck: UInt64 = 0
+        var bytesSinceAck = 0
+        let inflater: Inflater?
+    }
+
+    let index: Int
+    let outbox: FrameOutbox
+    let receiver: Mutex<Receiver>
+    let link: Mutex<(any Channel)?>
+    /// Counter of the last join of this slot: a join must carry a larger one, so a
+    /// recorded join cannot be replayed.
+    let joinCounter = Mutex<UInt64>(0)
+
+    init(index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int) {
+        self.index = index
+        self.outbox = FrameOutbox(channel: channel, peer: peer, compression: compression)
+        self.receiver = Mutex(Receiver(inflater: compression == nil ? nil : Inflater(limit: inflateLimit)))
+        self.link = Mutex(channel)
+    }
+
+    var channel: (any Channel)? { link.withLock { $0 } }
+
+    /// Frames received so far.
+    var received: UInt64 { receiver.withLock { $0.frames } }
+
+    /// (Acceptor) Accepts `counter` if it is larger than any before.
+    func acceptJoin(counter: UInt64) -> Bool {
+        joinCounter.withLock { last in
+            guard counter > last else { return false }
+            last = counter
+            return true
+        }
+    }
+
+    /// (Dialler) The counter for this slot's next join.
+    func nextJoinCounter() -> UInt64 {
+        joinCounter.withLock { last in
+            last += 1
+            return last
+        }
     }
 }
 
-extension NativeConnection: Hashable {
-    public static func == (lhs: NativeConnection, rhs: NativeConnection) -> Bool { lhs === rhs }
-    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+/// A connection as `junction status` and tests see it.
+public struct ConnectionInfo: Sendable, Hashable {
+    public struct Link: Sendable, Hashable {
+        public var slot: Int
+        public var live: Bool
+        public var framesSent: Int
+        public var bytesSent: Int
+        public var framesReceived: Int
+        public var bytesReceived: Int
+        public var retransmittedFrames: Int
+    }
+
+    public var peer: NodeName
+    public var stack: String
+    public var direction: NativeConnection.Direction
+    public var poolSize: Int
+    public var liveLinks: Int
+    /// Links lost and joined again.
+    public var rejoins: Int
+    public var links: [Link]
 }

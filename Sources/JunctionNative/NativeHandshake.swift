@@ -10,6 +10,12 @@ public enum NativeFrameKind {
     public static let reply: UInt8 = 3
     public static let accept: UInt8 = 4
     public static let reject: UInt8 = 5
+    /// First frame of an extra link: joins an established connection's slot.
+    public static let join: UInt8 = 6
+    /// The acceptor's answer to a join.
+    public static let joinAccept: UInt8 = 7
+    /// `u64 frames received` on the link's slot, so the peer can drop what it kept.
+    public static let ack: UInt8 = 8
     /// A message to a registered name: `u8 name length | name | ETF message`.
     public static let sendName: UInt8 = 16
     /// A message to a pid of the receiving node: `u32 id | u32 serial | ETF message`.
@@ -34,13 +40,19 @@ public struct HandshakeIdentity: Sendable {
     public var flags: NativeFlags
     public var maxMessageSize: Int
     public var versions: ClosedRange<UInt8>
+    /// Links per connection this side announces when it accepts (1...16).
+    public var poolSize: Int
 
-    public init(name: NodeName, cookie: Secret, flags: NativeFlags = [], maxMessageSize: Int, versions: ClosedRange<UInt8> = NativeHandshake.supportedVersions) {
+    public init(
+        name: NodeName, cookie: Secret, flags: NativeFlags = [], maxMessageSize: Int, versions: ClosedRange<UInt8> = NativeHandshake.supportedVersions,
+        poolSize: Int = 3
+    ) {
         self.name = name
         self.cookie = cookie
         self.flags = flags
         self.maxMessageSize = maxMessageSize
         self.versions = versions
+        self.poolSize = poolSize
     }
 }
 
@@ -52,6 +64,13 @@ public struct HandshakeResult: Sendable, Hashable {
     public var flags: NativeFlags
     /// The smaller of both sides' limits.
     public var maxMessageSize: Int
+    /// Identifies the connection when extra links join it.
+    public var connectionID: UInt64
+    /// Links in the connection's pool, as the acceptor announced.
+    public var poolSize: Int
+    /// Key for the join proofs of extra links, derived from the cookie and the whole
+    /// handshake; never sent.
+    public var sessionKey: [UInt8]
 }
 
 /// Why a handshake failed; `description` says what to do about it.
@@ -162,12 +181,13 @@ public struct NativeHandshake: Sendable {
             return Array(HMAC<SHA256>.authenticationCode(for: message, using: key))
         }
 
-        func result(for role: Role) -> HandshakeResult {
+        func result(for role: Role, connectionID: UInt64, poolSize: Int) -> HandshakeResult {
             let peer: NodeName
             if case .acceptor = role { peer = diallerName } else { peer = acceptorName }
             return HandshakeResult(
                 peer: peer, version: version, flags: NativeFlags(rawValue: diallerFlags & acceptorFlags),
-                maxMessageSize: min(diallerMax, acceptorMax))
+                maxMessageSize: min(diallerMax, acceptorMax), connectionID: connectionID, poolSize: poolSize,
+                sessionKey: proof("junction-session"))
         }
     }
 
@@ -327,18 +347,25 @@ public struct NativeHandshake: Sendable {
         }
         state = .done
         deadline = nil
-        let accept = frame(NativeFrameKind.accept) { $0.writeBytes(transcript.proof("junction-acceptor")) }
-        return .completed(transcript.result(for: role), send: accept)
+        let connectionID = UInt64.random(in: 1...UInt64.max)
+        let poolSize = max(1, min(16, local.poolSize))
+        let accept = frame(NativeFrameKind.accept) { buffer in
+            buffer.writeBytes(transcript.proof("junction-acceptor"))
+            buffer.writeMultipleIntegers(connectionID, UInt8(poolSize))
+        }
+        return .completed(transcript.result(for: role, connectionID: connectionID, poolSize: poolSize), send: accept)
     }
 
     mutating func onAccept(_ payload: inout ByteBuffer, _ transcript: Transcript) -> Action? {
-        guard let proof = payload.readBytes(length: 32) else { return fail(.malformed, "the acceptor's answer is malformed") }
+        guard let proof = payload.readBytes(length: 32), let (connectionID, poolSize) = payload.readMultipleIntegers(as: (UInt64, UInt8).self),
+            (1...16).contains(poolSize)
+        else { return fail(.malformed, "the acceptor's answer is malformed") }
         guard Self.constantTimeEqual(proof, transcript.proof("junction-acceptor")) else {
             return fail(.badCookie, "\(transcript.acceptorName) could not prove it knows the cookie (wrong cookie): set the same cookie on both nodes or a route cookie")
         }
         state = .done
         deadline = nil
-        return .completed(transcript.result(for: role), send: nil)
+        return .completed(transcript.result(for: role, connectionID: connectionID, poolSize: Int(poolSize)), send: nil)
     }
 
     // MARK: - helpers
@@ -363,18 +390,18 @@ public struct NativeHandshake: Sendable {
         return buffer
     }
 
-    static func writeName(_ text: String, into buffer: inout ByteBuffer) {
+    public static func writeName(_ text: String, into buffer: inout ByteBuffer) {
         let bytes = Array(text.utf8.prefix(1024))
         buffer.writeInteger(UInt16(bytes.count))
         buffer.writeBytes(bytes)
     }
 
-    static func readName(_ buffer: inout ByteBuffer) -> String? {
+    public static func readName(_ buffer: inout ByteBuffer) -> String? {
         guard let count = buffer.readInteger(as: UInt16.self), let bytes = buffer.readBytes(length: Int(count)) else { return nil }
         return String(validating: bytes, as: UTF8.self)
     }
 
-    static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+    public static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
         guard lhs.count == rhs.count else { return false }
         var difference: UInt8 = 0
         for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }

@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 
 /// What the node decides and learns about native connections. Every method is called
-/// on the connection's event loop and must not block.
+/// on a link's event loop and must not block.
 public protocol NativeStackDelegate: AnyObject, Sendable {
     /// May `peer` connect through `stack`? Decides the cookie too.
     func admit(peer: NodeName, stack: NativeStack) -> NativeHandshake.Admission
@@ -16,40 +16,67 @@ public protocol NativeStackDelegate: AnyObject, Sendable {
     func received(_ frames: [Frame], on connection: NativeConnection) throws
 }
 
-/// The shell around `NativeHandshake` for one link: runs the handshake with its
-/// deadlines, then cuts data frames in place and hands each read's frames to the node
-/// as one batch. A protocol error closes this link only.
+/// The shell around one link: runs the handshake (or the join of an extra link) with
+/// its deadlines, then cuts data frames in place, counts and acknowledges them for the
+/// slot, and hands each read's frames to the node as one batch. A protocol error
+/// closes this link only.
 final class NativeLinkHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    enum Phase {
+        /// The main link's handshake (dialler or acceptor). An acceptor's first frame
+        /// may instead be a join.
+        case handshake(NativeHandshake)
+        /// An extra link of ours waiting for the acceptor's answer to `request`.
+        case joining(NativeConnection, LinkSlot, LinkJoin.Request)
+        /// Carrying `slot` of `connection`.
+        case data(NativeConnection, LinkSlot)
+        case closed
+    }
+
     let stack: NativeStack
-    var handshake: NativeHandshake
+    var phase: Phase
     var parser = FrameParser(maxFrameSize: NativeHandshake.maxFrameSize)
-    var connection: NativeConnection?
     var timer: Scheduled<Void>?
     var batch: [Frame] = []
-    /// This side's compression setting for what it sends on this link.
+    /// This side's compression setting for what it sends.
     let compression: CompressionSettings
-    /// Inflates compressed frames; created when both sides offered compression.
-    var inflater: Inflater?
-    /// Completed for a dialled link once its handshake ends (then set to nil).
+    /// Completed for a dialled or joining link once it is up (then set to nil).
     var established: EventLoopPromise<NativeConnection>?
     let direction: NativeConnection.Direction
+    /// Where a dialled connection can reconnect its links.
+    let route: ResolvedRoute?
     var logger: Logger
 
-    init(stack: NativeStack, handshake: NativeHandshake, compression: CompressionSettings, established: EventLoopPromise<NativeConnection>?, logger: Logger) {
+    init(
+        stack: NativeStack, phase: Phase, compression: CompressionSettings, established: EventLoopPromise<NativeConnection>?, route: ResolvedRoute?,
+        logger: Logger
+    ) {
         self.stack = stack
+        self.phase = phase
         self.compression = compression
-        self.handshake = handshake
         self.established = established
         self.direction = established == nil ? .incoming : .outgoing
+        self.route = route
         self.logger = logger
     }
 
     func channelActive(context: ChannelHandlerContext) {
         if let peer = context.channel.remoteAddress { logger[metadataKey: "junction.address"] = "\(peer)" }
-        perform(handshake.start(now: .now()), context: context)
+        switch phase {
+        case .handshake(var handshake):
+            let action = handshake.start(now: .now())
+            phase = .handshake(handshake)
+            perform(action, context: context)
+        case .joining(let connection, let slot, let request):
+            logger[metadataKey: "junction.peer"] = "\(connection.peer)"
+            logger[metadataKey: "junction.slot"] = "\(slot.index)"
+            context.writeAndFlush(wrapOutboundOut(LinkJoin.frame(request)), promise: nil)
+            scheduleDeadline(context: context, at: .now() + stack.settings.handshakeTimeout.timeAmount)
+        case .data, .closed:
+            break
+        }
         context.fireChannelActive()
     }
 
@@ -57,28 +84,49 @@ final class NativeLinkHandler: ChannelInboundHandler {
         let bytes = unwrapInboundIn(data)
         do {
             try parser.consume(bytes) { frame in
-                if let connection {
-                    try dataFrame(frame, connection: connection, context: context)
-                } else {
-                    perform(handshake.receive(frame, now: .now()), context: context)
+                switch phase {
+                case .data(let connection, let slot): try dataFrame(frame, connection: connection, slot: slot, context: context)
+                case .handshake(var handshake):
+                    if case .acceptor = handshake.role, frame.kind == NativeFrameKind.join {
+                        acceptJoin(frame, context: context)
+                        return
+                    }
+                    let action = handshake.receive(frame, now: .now())
+                    phase = .handshake(handshake)
+                    perform(action, context: context)
+                case .joining(let connection, let slot, let request): try joinAnswered(frame, connection: connection, slot: slot, request: request, context: context)
+                case .closed: break
                 }
             }
-            if let connection, !batch.isEmpty {
-                let frames = batch
-                batch.removeAll(keepingCapacity: true)
-                try stack.delegate.received(frames, on: connection)
-            }
+            if case .data(let connection, let slot) = phase { try deliver(connection: connection, slot: slot, context: context) }
         } catch {
             batch.removeAll()
-            if connection == nil {
-                perform(handshake.malformedInput("the peer's bytes are not a Junction handshake (\(error)): it does not speak Junction's protocol"), context: context)
-            } else {
+            switch phase {
+            case .handshake(var handshake):
+                let action = handshake.malformedInput("the peer's bytes are not a Junction handshake (\(error)): it does not speak Junction's protocol")
+                phase = .handshake(handshake)
+                perform(action, context: context)
+            default:
                 protocolError(error, context: context)
             }
         }
     }
 
-    func dataFrame(_ frame: Frame, connection: NativeConnection, context: ChannelHandlerContext) throws {
+    // MARK: - data phase
+
+    func dataFrame(_ frame: Frame, connection: NativeConnection, slot: LinkSlot, context: ChannelHandlerContext) throws {
+        if frame.kind == NativeFrameKind.ack {
+            var payload = frame.payload
+            guard let received = payload.readInteger(as: UInt64.self) else { throw NativeProtocolError("malformed acknowledgement from \(connection.peer)") }
+            slot.outbox.acknowledge(received: received)
+            return
+        }
+        let inflater = try slot.receiver.withLock { (receiver) throws(NativeProtocolError) -> Inflater? in
+            receiver.frames += 1
+            receiver.bytes += Frame.prefixSize + frame.payload.readableBytes
+            receiver.bytesSinceAck += Frame.prefixSize + frame.payload.readableBytes
+            return receiver.inflater
+        }
         switch frame.kind {
         case NativeFrameKind.sendName, NativeFrameKind.sendPid:
             guard frame.flags & FrameFlags.compressed != 0 else {
@@ -92,48 +140,83 @@ final class NativeLinkHandler: ChannelInboundHandler {
             inflated.payload = try inflater.inflate(frame.payload, flags: frame.flags, allocator: context.channel.allocator)
             batch.append(inflated)
         case NativeFrameKind.close:
-            closingGracefully = true
+            connection.lifecycle.withLock { $0.closing = true }
             context.close(promise: nil)
         default:
             throw NativeProtocolError("unknown frame kind \(frame.kind) from \(connection.peer)")
         }
     }
 
-    var closingGracefully = false
+    /// Hands the read's frames to the node and acknowledges the slot when due.
+    func deliver(connection: NativeConnection, slot: LinkSlot, context: ChannelHandlerContext) throws {
+        if !batch.isEmpty {
+            let frames = batch
+            batch.removeAll(keepingCapacity: true)
+            try stack.delegate.received(frames, on: connection)
+        }
+        let ack = slot.receiver.withLock { receiver -> UInt64? in
+            guard receiver.frames - receiver.framesAtLastAck >= NativeConnection.ackEveryFrames || receiver.bytesSinceAck >= NativeConnection.ackEveryBytes
+            else { return nil }
+            receiver.framesAtLastAck = receiver.frames
+            receiver.bytesSinceAck = 0
+            return receiver.frames
+        }
+        if let ack {
+            var buffer = context.channel.allocator.buffer(capacity: 18)
+            Frame.write(kind: NativeFrameKind.ack, streamKey: 0, into: &buffer) { $0.writeInteger(ack) }
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
 
     func protocolError(_ error: any Error, context: ChannelHandlerContext) {
         logger.warning("closing the link: malformed input from the peer", metadata: ["junction.error": "\(error)"])
-        failure = error
+        if case .data(let connection, _) = phase {
+            // A peer that sends garbage is not trusted to rejoin: the whole connection ends.
+            connection.lifecycle.withLock { $0.closing = true }
+            failure = error
+            connection.abort()
+        }
         context.close(promise: nil)
     }
 
     var failure: (any Error)?
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        connection?.outbox.writabilityChanged(context.channel.isWritable)
+        if case .data(_, let slot) = phase { slot.outbox.writabilityChanged(context.channel.isWritable) }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
-        if let connection {
-            connection.outbox.close(flushPending: false)
-            let graceful = closingGracefully || connection.closeRequested.load(ordering: .relaxed)
-            let error: (any Error)? = graceful ? nil : (failure ?? NativeProtocolError("the link to \(connection.peer) was lost"))
-            stack.delegate.closed(connection, error: error)
-        } else {
+        switch phase {
+        case .data(let connection, let slot):
+            slot.link.withLock { current in if current === context.channel { current = nil } }
+            if connection.isClosing {
+                slot.outbox.close(flushPending: false)
+                if connection.slots.allSatisfy({ $0.channel == nil }), connection.markEnded() {
+                    stack.forget(connection)
+                    stack.delegate.closed(connection, error: failure)
+                }
+            } else {
+                slot.outbox.detach()
+                logger.notice("link \(slot.index) to \(connection.peer) lost; \(direction == .outgoing ? "rejoining" : "waiting for the peer to rejoin")")
+                stack.linkLost(connection, slot: slot)
+            }
+        case .handshake, .joining:
             complete(.failure(NativeProtocolError("the peer closed the link during the handshake")))
+        case .closed:
+            break
         }
+        phase = .closed
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("link error", metadata: ["junction.error": "\(error)"])
-        if failure == nil { failure = error }
         context.close(promise: nil)
     }
 
-    // MARK: - handshake actions
+    // MARK: - handshake
 
     func perform(_ action: NativeHandshake.Action?, context: ChannelHandlerContext) {
         switch action {
@@ -143,22 +226,26 @@ final class NativeLinkHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
         case .admit(let peer):
             logger[metadataKey: "junction.peer"] = "\(peer)"
-            perform(handshake.admit(stack.delegate.admit(peer: peer, stack: stack), now: .now()), context: context)
+            guard case .handshake(var handshake) = phase else { return }
+            let next = handshake.admit(stack.delegate.admit(peer: peer, stack: stack), now: .now())
+            phase = .handshake(handshake)
+            perform(next, context: context)
+            return
         case .completed(let result, let send):
             if let send { context.writeAndFlush(wrapOutboundOut(send), promise: nil) }
             let connection = NativeConnection(
-                peer: result.peer, stack: stack.name, direction: direction, negotiated: result, compression: compression, channel: context.channel)
-            if result.flags.contains(.compression) { inflater = Inflater(limit: result.maxMessageSize + NativeConnection.frameOverhead) }
-            self.connection = connection
-            parser.maxFrameSize = result.maxMessageSize + NativeConnection.frameOverhead
+                peer: result.peer, stack: stack.name, direction: direction, negotiated: result, compression: compression, channel: context.channel,
+                route: route)
+            enterData(connection: connection, slot: connection.slots[0], context: context)
             logger[metadataKey: "junction.peer"] = "\(result.peer)"
-            logger.debug("handshake complete", metadata: ["junction.direction": "\(direction.rawValue)"])
-            stack.delegate.established(connection)
+            logger.debug("handshake complete", metadata: ["junction.direction": "\(direction.rawValue)", "junction.pool": "\(result.poolSize)"])
+            stack.established(connection)
             complete(.success(connection))
         case .failed(let error, let farewell):
             let level: Logger.Level = error.reason == .simultaneous ? .debug : .warning
             logger.log(level: level, "handshake failed: \(error)", metadata: ["junction.reason": "\(error.reason)"])
             complete(.failure(error))
+            phase = .closed
             if let farewell {
                 let channel = context.channel
                 context.writeAndFlush(wrapOutboundOut(farewell)).whenComplete { _ in channel.close(promise: nil) }
@@ -166,7 +253,88 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             }
         }
-        scheduleDeadline(context: context)
+        if case .handshake(let handshake) = phase {
+            scheduleDeadline(context: context, at: handshake.deadline)
+        } else if case .data = phase {
+            timer?.cancel()
+        }
+    }
+
+    func enterData(connection: NativeConnection, slot: LinkSlot, context: ChannelHandlerContext) {
+        timer?.cancel()
+        phase = .data(connection, slot)
+        parser.maxFrameSize = connection.negotiated.maxMessageSize + NativeConnection.frameOverhead
+    }
+
+    // MARK: - joins
+
+    /// (Acceptor) The first frame is a join: check it and attach the link to its slot.
+    func acceptJoin(_ frame: Frame, context: ChannelHandlerContext) {
+        guard let request = LinkJoin.parseRequest(frame.payload) else {
+            refuseJoin("a malformed join", context: context)
+            return
+        }
+        guard let connection = stack.joinable(request.connectionID) else {
+            refuseJoin("a join for unknown connection \(request.connectionID) (stale, or never established)", context: context)
+            return
+        }
+        guard request.isAuthentic(sessionKey: connection.negotiated.sessionKey) else {
+            refuseJoin("a join for the connection to \(connection.peer) with a wrong proof (forged)", context: context)
+            return
+        }
+        guard request.slot < connection.slots.count else {
+            refuseJoin("a join for slot \(request.slot) of a pool of \(connection.slots.count)", context: context)
+            return
+        }
+        let slot = connection.slots[request.slot]
+        guard slot.acceptJoin(counter: request.counter) else {
+            refuseJoin("a replayed join for the connection to \(connection.peer) (stale counter \(request.counter))", context: context)
+            return
+        }
+        let previous = slot.link.withLock { current -> (any Channel)? in
+            defer { current = context.channel }
+            return current
+        }
+        if let previous, previous !== context.channel {
+            // The peer rejoins a link this side still thinks alive: the old one is dead.
+            slot.outbox.detach()
+            previous.close(promise: nil)
+        }
+        logger[metadataKey: "junction.peer"] = "\(connection.peer)"
+        logger[metadataKey: "junction.slot"] = "\(slot.index)"
+        context.writeAndFlush(wrapOutboundOut(LinkJoin.accept(request, received: slot.received, sessionKey: connection.negotiated.sessionKey)), promise: nil)
+        enterData(connection: connection, slot: slot, context: context)
+        slot.outbox.attach(context.channel, peerReceived: request.received)
+        if slot.index == 0 || request.counter > 1 { connection.countRejoin() }
+        logger.debug("link \(slot.index) joined")
+    }
+
+    func refuseJoin(_ what: String, context: ChannelHandlerContext) {
+        logger.warning("refused \(what)")
+        phase = .closed
+        var buffer = ByteBuffer()
+        Frame.write(kind: NativeFrameKind.reject, streamKey: 0, into: &buffer) { buffer in
+            buffer.writeInteger(HandshakeError.Reason.notAllowed.rawValue)
+            NativeHandshake.writeName("join refused: \(what)", into: &buffer)
+        }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// (Dialler) The acceptor answered our join.
+    func joinAnswered(_ frame: Frame, connection: NativeConnection, slot: LinkSlot, request: LinkJoin.Request, context: ChannelHandlerContext) throws {
+        guard frame.kind == NativeFrameKind.joinAccept,
+            let peerReceived = LinkJoin.parseAccept(frame.payload, for: request, sessionKey: connection.negotiated.sessionKey)
+        else {
+            var payload = frame.payload
+            _ = payload.readInteger(as: UInt8.self)
+            let text = frame.kind == NativeFrameKind.reject ? NativeHandshake.readName(&payload) ?? "no reason" : "an answer that is not a valid join acceptance"
+            throw NativeProtocolError("\(connection.peer) refused link \(slot.index): \(text)")
+        }
+        slot.link.withLock { $0 = context.channel }
+        enterData(connection: connection, slot: slot, context: context)
+        slot.outbox.attach(context.channel, peerReceived: peerReceived)
+        complete(.success(connection))
     }
 
     /// Completes the dialler's promise once.
@@ -175,14 +343,24 @@ final class NativeLinkHandler: ChannelInboundHandler {
         established = nil
     }
 
-    func scheduleDeadline(context: ChannelHandlerContext) {
+    func scheduleDeadline(context: ChannelHandlerContext, at deadline: NIODeadline?) {
         timer?.cancel()
         timer = nil
-        guard let deadline = handshake.deadline else { return }
+        guard let deadline else { return }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(deadline: deadline) {
             let (handler, context) = loopBound.value
-            handler.perform(handler.handshake.deadlineReached(now: .now()), context: context)
+            switch handler.phase {
+            case .handshake(var handshake):
+                let action = handshake.deadlineReached(now: .now())
+                handler.phase = .handshake(handshake)
+                handler.perform(action, context: context)
+            case .joining(let connection, let slot, _):
+                handler.complete(.failure(NativeProtocolError("\(connection.peer) did not answer the join of link \(slot.index) in time")))
+                context.close(promise: nil)
+            case .data, .closed:
+                break
+            }
         }
     }
 }

@@ -5,8 +5,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The native network stack of one node: its acceptors and its dialler. Connections
-/// are handed to the delegate (the node), which owns routing and delivery.
+/// The native network stack of one node: its acceptors and its dialler. A connection is
+/// a pool of links: the dialler opens the extra ones after the handshake and rejoins
+/// lost ones with backoff; the acceptor checks each join. Connections are handed to the
+/// delegate (the node), which owns routing and delivery.
 public final class NativeStack: Sendable {
     public let name: String
     public let settings: StackSettings
@@ -16,6 +18,10 @@ public final class NativeStack: Sendable {
     /// The node outlives its stacks; `unowned` avoids a reference cycle.
     unowned let delegate: any NativeStackDelegate
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Accepted connections that extra links may join, by connection id.
+    let joinableConnections = Mutex<[UInt64: NativeConnection]>([:])
+    /// Rejoin attempts before a dialled connection counts as lost.
+    static let rejoinAttempts = 8
 
     public init(settings: StackSettings, local: HandshakeIdentity, group: any EventLoopGroup, delegate: any NativeStackDelegate, logger: Logger) {
         self.name = settings.name
@@ -32,13 +38,17 @@ public final class NativeStack: Sendable {
     public func startAcceptors() async throws -> [SocketAddress] {
         var bound: [SocketAddress] = []
         for acceptor in settings.acceptors {
+            var announced = local
+            announced.poolSize = acceptor.poolSize
+            let identity = announced
             let server = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: self.local.cookie, flags: self.local.flags, established: nil))
+                        let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
+                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
                         self.track(channel)
                     }
                 }
@@ -50,47 +60,126 @@ public final class NativeStack: Sendable {
         return bound
     }
 
-    /// Dials `route` and runs the handshake as `peer`'s dialler, offering `flags` and
-    /// `maxMessageSize` (the stack's when nil); `logLevel` sets this link's log level.
+    /// Dials `route`, runs the handshake as `peer`'s dialler offering `flags` and
+    /// `maxMessageSize` (the stack's when nil), then joins the pool's extra links.
+    /// `logLevel` sets these links' log level.
     public func connect(
         to peer: NodeName, route: ResolvedRoute, cookie: Secret, flags: NativeFlags, maxMessageSize: Int? = nil, logLevel: Logger.Level? = nil
     ) async throws -> NativeConnection {
-        let promise = group.next().makePromise(of: NativeConnection.self)
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(settings.handshakeTimeout.timeAmount)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            self.makeHandler(
-                                role: .dialler(dialled: peer), cookie: cookie, flags: flags, established: promise, maxMessageSize: maxMessageSize,
-                                logLevel: logLevel))
-                    }
-                }
-                .connect(host: route.host, port: route.port)
-                .get()
-        } catch {
-            promise.fail(error)
-            throw error
-        }
-        track(channel)
-        return try await promise.futureResult.get()
-    }
-
-    func makeHandler(
-        role: NativeHandshake.Role, cookie: Secret, flags: NativeFlags, established: EventLoopPromise<NativeConnection>?,
-        maxMessageSize: Int? = nil, logLevel: Logger.Level? = nil
-    ) -> NativeLinkHandler {
         var identity = local
         identity.cookie = cookie
         identity.flags = flags
         if let maxMessageSize { identity.maxMessageSize = maxMessageSize }
+        let handshake = NativeHandshake(role: .dialler(dialled: peer), local: identity, stepTimeout: settings.handshakeTimeout.timeAmount)
+        let connection = try await open(route, phase: .handshake(handshake), logLevel: logLevel)
+        await withTaskGroup(of: Void.self) { group in
+            for slot in connection.slots.dropFirst() {
+                group.addTask {
+                    do {
+                        _ = try await self.join(connection, slot: slot, logLevel: logLevel)
+                    } catch {
+                        self.logger.notice("link \(slot.index) to \(peer) did not join: \(error); rejoining")
+                        self.linkLost(connection, slot: slot)
+                    }
+                }
+            }
+        }
+        return connection
+    }
+
+    /// Opens a link to `route` that starts in `phase`; returns when it is up.
+    func open(_ route: ResolvedRoute, phase: NativeLinkHandler.Phase, logLevel: Logger.Level?) async throws -> NativeConnection {
+        let promise = group.next().makePromise(of: NativeConnection.self)
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(settings.handshakeTimeout.timeAmount)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(phase, established: promise, route: route, logLevel: logLevel))
+                    }
+                }
+                .connect(host: route.host, port: route.port)
+                .get()
+            track(channel)
+        } catch {
+            promise.fail(error)
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// Joins `slot` of an established dialled connection over a new link.
+    func join(_ connection: NativeConnection, slot: LinkSlot, logLevel: Logger.Level?) async throws -> NativeConnection {
+        guard let route = connection.route else { throw NativeProtocolError("only the dialling side joins links") }
+        let request = LinkJoin.makeRequest(
+            connectionID: connection.negotiated.connectionID, slot: slot.index, counter: slot.nextJoinCounter(), received: slot.received,
+            sessionKey: connection.negotiated.sessionKey)
+        return try await open(route, phase: .joining(connection, slot, request), logLevel: logLevel)
+    }
+
+    func makeHandler(_ phase: NativeLinkHandler.Phase, established: EventLoopPromise<NativeConnection>?, route: ResolvedRoute?, logLevel: Logger.Level?) -> NativeLinkHandler {
         var logger = self.logger
         if let logLevel { logger.logLevel = logLevel }
-        let handshake = NativeHandshake(role: role, local: identity, stepTimeout: settings.handshakeTimeout.timeAmount)
-        return NativeLinkHandler(stack: self, handshake: handshake, compression: settings.compression, established: established, logger: logger)
+        return NativeLinkHandler(stack: self, phase: phase, compression: settings.compression, established: established, route: route, logger: logger)
+    }
+
+    // MARK: - connection lifecycle
+
+    /// A handshake completed: accepted connections become joinable.
+    func established(_ connection: NativeConnection) {
+        if connection.direction == .incoming {
+            joinableConnections.withLock { $0[connection.negotiated.connectionID] = connection }
+        }
+        delegate.established(connection)
+    }
+
+    func joinable(_ id: UInt64) -> NativeConnection? { joinableConnections.withLock { $0[id] } }
+
+    func forget(_ connection: NativeConnection) {
+        joinableConnections.withLock { table in
+            if table[connection.negotiated.connectionID] === connection { table[connection.negotiated.connectionID] = nil }
+        }
+    }
+
+    /// A link of `connection` was lost without a close: the dialler rejoins it with
+    /// backoff; the acceptor waits for that, and ends the connection if it does not come.
+    func linkLost(_ connection: NativeConnection, slot: LinkSlot) {
+        if connection.direction == .outgoing {
+            Task { await self.rejoin(connection, slot: slot) }
+        } else {
+            let deadline = settings.handshakeTimeout.timeAmount * Int64(Self.rejoinAttempts)
+            group.next().scheduleTask(in: deadline) {
+                if slot.channel == nil, !connection.isClosing {
+                    self.end(connection, error: NativeProtocolError("link \(slot.index) to \(connection.peer) was lost and not rejoined"))
+                }
+            }
+        }
+    }
+
+    func rejoin(_ connection: NativeConnection, slot: LinkSlot) async {
+        var delay = TimeAmount.milliseconds(20)
+        for attempt in 1...Self.rejoinAttempts {
+            guard !connection.isClosing else { return }
+            do {
+                _ = try await join(connection, slot: slot, logLevel: nil)
+                connection.countRejoin()
+                logger.info("link \(slot.index) to \(connection.peer) rejoined (attempt \(attempt))")
+                return
+            } catch {
+                logger.debug("rejoining link \(slot.index) to \(connection.peer) failed: \(error)")
+            }
+            try? await Task.sleep(for: .nanoseconds(delay.nanoseconds))
+            delay = min(delay * 2, .seconds(2))
+        }
+        end(connection, error: NativeProtocolError("link \(slot.index) to \(connection.peer) was lost and \(Self.rejoinAttempts) rejoins failed"))
+    }
+
+    /// Ends a connection whose link could not be restored.
+    func end(_ connection: NativeConnection, error: any Error) {
+        connection.lifecycle.withLock { $0.closing = true }
+        connection.abort()
+        forget(connection)
+        if connection.markEnded() { delegate.closed(connection, error: error) }
     }
 
     func track(_ channel: any Channel) {

@@ -1,3 +1,4 @@
+import DequeModule
 import JunctionCore
 import NIOCore
 import Synchronization
@@ -8,109 +9,129 @@ public struct OutboxClosed: Error, Sendable, CustomStringConvertible {
     public var description: String { "the link to \(peer) is closed; the message was not sent" }
 }
 
-/// The write side of one link, built for batching (PERFORMANCE.md): senders on any
-/// thread append encoded frames to one pending buffer; the first append after a flush
-/// schedules one flush on the event loop, which writes everything pending with a single
-/// write and flush. A lone message goes out at once; under load, many frames share a
-/// syscall. When the channel is not writable, senders that ask to wait are suspended
-/// until it drains.
+/// The write side of one slot of a connection, built for batching (PERFORMANCE.md):
+/// senders on any thread append encoded frames to one pending buffer; the first append
+/// after a flush schedules one flush on the event loop, which writes everything pending
+/// with a single write and flush. A lone message goes out at once; under load, many
+/// frames share a syscall.
+///
+/// The slot outlives its links. Every frame gets a number; written batches are kept
+/// until the peer acknowledges them, so when the link is lost and a new one attached,
+/// the frames the peer did not receive are written again, in order, before anything
+/// new. While no link is attached, frames wait in the pending buffer. Senders that ask
+/// are suspended while the slot is backed up (not writable, detached, or holding more
+/// than the high-water mark), so memory stays bounded.
 public final class FrameOutbox: Sendable {
+    /// A written batch not yet acknowledged by the peer.
+    struct SentBatch {
+        var firstFrame: UInt64
+        var frames: Int
+        var bytes: ByteBuffer
+    }
+
     struct State: ~Copyable {
+        var channel: (any Channel)?
         var pending: ByteBuffer
-        /// This link direction's compressor; nil when compression is off.
+        /// Frames in `pending`.
+        var pendingFrames = 0
+        /// Number of the next frame to be queued.
+        var nextFrame: UInt64 = 0
+        var unacknowledged = Deque<SentBatch>()
+        var unacknowledgedBytes = 0
+        /// This slot's compressor; nil when compression is off.
         var deflater: Deflater?
         var flushScheduled = false
         var closed = false
         var writable = true
         var waiters: [CheckedContinuation<Void, any Error>] = []
-        var framesQueued = 0
         var bytesWritten = 0
+        var retransmittedFrames = 0
     }
 
-    /// What this link direction has carried so far.
+    /// What this slot has carried so far.
     public struct Stats: Sendable, Hashable {
         /// Frames queued (message and control frames).
         public var frames: Int
-        /// Bytes handed to the socket, frame headers included.
+        /// Bytes handed to sockets, frame headers and retransmissions included.
         public var bytes: Int
+        /// Frames written again after a link was replaced.
+        public var retransmitted: Int
+        /// True while a link is attached.
+        public var attached: Bool
     }
 
-    public var stats: Stats { state.withLock { Stats(frames: $0.framesQueued, bytes: $0.bytesWritten) } }
+    public var stats: Stats {
+        state.withLock {
+            Stats(frames: Int($0.nextFrame), bytes: $0.bytesWritten, retransmitted: $0.retransmittedFrames, attached: $0.channel != nil)
+        }
+    }
 
-    let channel: any Channel
     let peer: String
+    let allocator: ByteBufferAllocator
     let state: Mutex<State>
-    /// Pending bytes above which `waitUntilWritable` suspends even if the channel is writable.
+    /// Pending plus unacknowledged bytes above which the slot counts as backed up.
     let highWaterMark: Int
 
     /// With `compression`, message frames whose payload exceeds its threshold are
-    /// compressed by one deflater kept for this link direction.
-    public init(channel: any Channel, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20) {
-        self.channel = channel
+    /// compressed by one deflater kept for this slot.
+    public init(channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20) {
         self.peer = peer
+        self.allocator = channel?.allocator ?? ByteBufferAllocator()
         self.highWaterMark = highWaterMark
-        self.state = Mutex(State(pending: channel.allocator.buffer(capacity: 64 << 10), deflater: compression.map(Deflater.init)))
+        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10), deflater: compression.map(Deflater.init)))
     }
 
     /// Appends one frame whose payload `body` writes in place, compressing the payload
     /// when it is `compressible` and larger than the threshold. On a thrown error
-    /// nothing is appended. Returns true when the link is backed up.
+    /// nothing is appended. Returns true when the slot is backed up.
     @discardableResult
     public func enqueueFrame<E: Error>(
         kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
-        try enqueue { (buffer, deflater) throws(E) in
-            let start = buffer.writerIndex
-            buffer.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
+        let (channel, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, Bool) in
+            guard !state.closed else { throw OutboxClosed(peer: peer) }
+            let start = state.pending.writerIndex
+            state.pending.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
             do throws(E) {
-                try body(&buffer)
+                try body(&state.pending)
             } catch {
-                buffer.moveWriterIndex(to: start)
+                state.pending.moveWriterIndex(to: start)
                 throw error
             }
             let payloadStart = start + Frame.prefixSize
-            let payloadSize = buffer.writerIndex - payloadStart
-            if compressible, let deflater, payloadSize > deflater.settings.threshold {
-                let flags = deflater.compress(&buffer, from: payloadStart, count: payloadSize)
-                buffer.setInteger(flags, at: start + 4 + 1)
+            let payloadSize = state.pending.writerIndex - payloadStart
+            if compressible, let deflater = state.deflater, payloadSize > deflater.settings.threshold {
+                let flags = deflater.compress(&state.pending, from: payloadStart, count: payloadSize)
+                state.pending.setInteger(flags, at: start + 5)
             }
-            buffer.setInteger(UInt32(buffer.writerIndex - start - 4), at: start)
-        }
-    }
-
-    /// Encodes one or more frames into the pending buffer with `body` and makes sure a
-    /// flush is scheduled. Frames appended by one call stay contiguous and in order.
-    /// Returns true when the link is backed up: the caller should then
-    /// `waitUntilWritable()` before sending more.
-    @discardableResult
-    public func enqueue<E: Error>(_ body: (inout ByteBuffer, Deflater?) throws(E) -> Void) throws(any Error) -> Bool {
-        let (schedule, backedUp) = try state.withLock { (state) throws(any Error) -> (Bool, Bool) in
-            guard !state.closed else { throw OutboxClosed(peer: peer) }
-            try body(&state.pending, state.deflater)
-            state.framesQueued += 1
-            let backedUp = !state.writable || state.pending.readableBytes > highWaterMark
-            guard !state.flushScheduled else { return (false, backedUp) }
+            state.pending.setInteger(UInt32(state.pending.writerIndex - start - 4), at: start)
+            state.pendingFrames += 1
+            state.nextFrame += 1
+            let backedUp = Self.isBackedUp(state, highWaterMark)
+            guard !state.flushScheduled, let channel = state.channel else { return (nil, backedUp) }
             state.flushScheduled = true
-            return (true, backedUp)
+            return (channel, backedUp)
         }
-        if schedule {
-            channel.eventLoop.execute { self.flush() }
-        }
+        if let channel { channel.eventLoop.execute { self.flush() } }
         return backedUp
     }
 
-    /// Suspends while the link is backed up, so a fast producer cannot grow memory
+    static func isBackedUp(_ state: borrowing State, _ highWaterMark: Int) -> Bool {
+        state.channel == nil || !state.writable || state.pending.readableBytes + state.unacknowledgedBytes > highWaterMark
+    }
+
+    /// Suspends while the slot is backed up, so a fast producer cannot grow memory
     /// without bound. Returns at once in the common case.
     public func waitUntilWritable() async throws {
         let mustWait = try state.withLock { (state) throws(OutboxClosed) -> Bool in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
-            return !state.writable || state.pending.readableBytes > highWaterMark
+            return Self.isBackedUp(state, highWaterMark)
         }
         guard mustWait else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let resumeNow = state.withLock { state -> Result<Void, any Error>? in
                 if state.closed { return .failure(OutboxClosed(peer: peer)) }
-                if state.writable && state.pending.readableBytes <= highWaterMark { return .success(()) }
+                if !Self.isBackedUp(state, highWaterMark) { return .success(()) }
                 state.waiters.append(continuation)
                 return nil
             }
@@ -118,27 +139,87 @@ public final class FrameOutbox: Sendable {
         }
     }
 
-    /// Writes everything pending with one write and one flush. Runs on the event loop.
+    /// Writes everything pending with one write and one flush, keeping it until the
+    /// peer acknowledges it. Runs on the attached link's event loop.
     func flush() {
-        let batch = state.withLock { state -> ByteBuffer? in
+        let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
             state.flushScheduled = false
-            guard !state.closed, state.pending.readableBytes > 0 else { return nil }
+            guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
             let batch = state.pending
-            state.pending = channel.allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
+            state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
+            state.unacknowledgedBytes += batch.readableBytes
+            state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
+            state.pendingFrames = 0
             state.bytesWritten += batch.readableBytes
-            return batch
+            return (channel, batch)
         }
-        guard let batch else { return }
-        channel.writeAndFlush(batch, promise: nil)
+        if let channel, let batch { channel.writeAndFlush(batch, promise: nil) }
     }
 
-    /// Tracks the channel's writability; call from `channelWritabilityChanged`.
+    /// The peer has received every frame numbered below `received`: forget them.
+    public func acknowledge(received: UInt64) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            while let first = state.unacknowledged.first, first.firstFrame + UInt64(first.frames) <= received {
+                state.unacknowledgedBytes -= first.bytes.readableBytes
+                state.unacknowledged.removeFirst()
+            }
+            return Self.takeWaitersIfFree(&state, highWaterMark)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    static func takeWaitersIfFree(_ state: inout State, _ highWaterMark: Int) -> [CheckedContinuation<Void, any Error>] {
+        guard !isBackedUp(state, highWaterMark) else { return [] }
+        defer { state.waiters = [] }
+        return state.waiters
+    }
+
+    /// The link went away: frames wait until another is attached.
+    public func detach() {
+        state.withLock { $0.channel = nil }
+    }
+
+    /// Attaches a new link. The peer has received every frame numbered below
+    /// `peerReceived`; the ones after it that were written before are written again,
+    /// then everything pending. Runs on `channel`'s event loop.
+    public func attach(_ channel: any Channel, peerReceived: UInt64) {
+        let (batches, waiters) = state.withLock { state -> ([ByteBuffer], [CheckedContinuation<Void, any Error>]) in
+            state.channel = channel
+            state.writable = channel.isWritable
+            var resend: [ByteBuffer] = []
+            var kept = Deque<SentBatch>()
+            for var batch in state.unacknowledged {
+                let end = batch.firstFrame + UInt64(batch.frames)
+                if end <= peerReceived { continue }
+                if batch.firstFrame < peerReceived {
+                    // Skip the frames of this batch the peer already has.
+                    for _ in 0..<Int(peerReceived - batch.firstFrame) {
+                        let length = Int(batch.bytes.getInteger(at: batch.bytes.readerIndex, as: UInt32.self)!)
+                        batch.bytes.moveReaderIndex(forwardBy: 4 + length)
+                    }
+                    batch.frames -= Int(peerReceived - batch.firstFrame)
+                    batch.firstFrame = peerReceived
+                }
+                state.retransmittedFrames += batch.frames
+                state.bytesWritten += batch.bytes.readableBytes
+                resend.append(batch.bytes)
+                kept.append(batch)
+            }
+            state.unacknowledged = kept
+            state.unacknowledgedBytes = kept.reduce(0) { $0 + $1.bytes.readableBytes }
+            return (resend, Self.takeWaitersIfFree(&state, highWaterMark))
+        }
+        for batch in batches { channel.write(batch, promise: nil) }
+        channel.flush()
+        flush()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Tracks the link's writability; call from `channelWritabilityChanged`.
     public func writabilityChanged(_ writable: Bool) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
             state.writable = writable
-            guard writable else { return [] }
-            defer { state.waiters = [] }
-            return state.waiters
+            return Self.takeWaitersIfFree(&state, highWaterMark)
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -146,15 +227,16 @@ public final class FrameOutbox: Sendable {
     /// Refuses further frames and fails waiting senders. Pending frames are dropped
     /// unless `flushPending`, in which case they are written first.
     public func close(flushPending: Bool) {
-        let (waiters, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], ByteBuffer?) in
+        let (waiters, channel, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], (any Channel)?, ByteBuffer?) in
             let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
             state.bytesWritten += batch?.readableBytes ?? 0
             state.closed = true
             state.pending.clear()
+            state.unacknowledged.removeAll()
             defer { state.waiters = [] }
-            return (state.waiters, batch)
+            return (state.waiters, state.channel, batch)
         }
-        if let batch { channel.writeAndFlush(batch, promise: nil) }
+        if let channel, let batch { channel.writeAndFlush(batch, promise: nil) }
         for waiter in waiters { waiter.resume(throwing: OutboxClosed(peer: peer)) }
     }
 }

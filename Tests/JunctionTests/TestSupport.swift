@@ -43,7 +43,10 @@ func startRegistrar() async throws -> EmbeddedRegistrarServer {
 /// first being the default, plus the given `routes:` section.
 /// `stackExtra` is YAML added to every stack (indented as a stack key), e.g.
 /// `"compression: {enabled: false}"`.
-func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE", stackExtra: String = "") throws -> JunctionConfig {
+func nodeConfig(
+    _ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE", stackExtra: String = "",
+    poolSize: Int = 3
+) throws -> JunctionConfig {
     let stackYAML = stacks.map { stack in
         """
           - name: \(stack.0)
@@ -51,6 +54,7 @@ func nodeConfig(_ name: String, stacks: [(String, Int)], routes: String = "[]", 
             acceptors:
               - host: 127.0.0.1
                 port: 0
+                poolSize: \(poolSize)
             registrar:
               host: 127.0.0.1
               port: \(stack.1)

@@ -164,19 +164,24 @@ public struct AcceptorSettings: Sendable, Hashable, Decodable {
     public var host: String
     /// 0 lets the kernel pick a free port (the registrar publishes the real one).
     public var port: Int
+    /// Links per connection this acceptor announces (1...16).
+    public var poolSize: Int
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case host, port }
+    enum CodingKeys: String, CodingKey, CaseIterable { case host, port, poolSize }
 
-    public init(host: String = "127.0.0.1", port: Int = 0) {
+    public init(host: String = "127.0.0.1", port: Int = 0, poolSize: Int = 3) {
         self.host = host
         self.port = port
+        self.poolSize = poolSize
     }
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
         host = try container.value(.host, default: "127.0.0.1")
         port = try container.value(.port, default: 0)
+        poolSize = try container.value(.poolSize, default: 3)
         try checkPort(port, decoder.codingPath + [CodingKeys.port])
+        guard (1...16).contains(poolSize) else { throw invalid(decoder.codingPath + [CodingKeys.poolSize], "must be 1...16 links, not \(poolSize)") }
     }
 }
 

@@ -154,7 +154,7 @@ struct BenchRun: AsyncParsableCommand {
         func once(_ count: Int, label: String) async throws -> (rate: Double, cpu: Double, wire: Double) {
             sent.value.store(0, ordering: .relaxed)
             let cpu0 = ProcessCPU.seconds() + ProcessCPU.seconds(serverPID)
-            let wire0 = client.connection(to: server)?.sent.bytes ?? 0
+            let wire0 = client.connection(to: server)?.bytesSent ?? 0
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for (index, sender) in senders.enumerated() {
@@ -182,7 +182,7 @@ struct BenchRun: AsyncParsableCommand {
             }
             let elapsed = (ContinuousClock.now - start).seconds
             let cpu = ProcessCPU.seconds() + ProcessCPU.seconds(serverPID) - cpu0
-            let wire = (client.connection(to: server)?.sent.bytes ?? 0) - wire0
+            let wire = (client.connection(to: server)?.bytesSent ?? 0) - wire0
             return (Double(count) / elapsed, cpu / Double(count), Double(wire) / Double(count))
         }
 
