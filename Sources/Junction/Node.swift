@@ -244,11 +244,12 @@ public final class Node: Sendable {
             throw RouteUnusable("the route names neither a resolver nor a host and port")
         }
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
+        let compression = route.compression ?? stack.settings.compression
         var flags = NativeFlags()
         if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
-        if route.flags.compression ?? stack.settings.compression.enabled { flags.insert(.compression) }
+        if route.flags.compression ?? compression.enabled { flags.insert(.compression) }
         return try await stack.connect(
-            to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, maxMessageSize: route.flags.maxMessageSize,
+            to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, compression: compression, maxMessageSize: route.flags.maxMessageSize,
             logLevel: route.logLevel)
     }
 

@@ -62,16 +62,18 @@ public final class NativeStack: Sendable {
 
     /// Dials `route`, runs the handshake as `peer`'s dialler offering `flags` and
     /// `maxMessageSize` (the stack's when nil), then joins the pool's extra links.
+    /// `compression` (the stack's when nil) is how this side compresses what it sends;
     /// `logLevel` sets these links' log level.
     public func connect(
-        to peer: NodeName, route: ResolvedRoute, cookie: Secret, flags: NativeFlags, maxMessageSize: Int? = nil, logLevel: Logger.Level? = nil
+        to peer: NodeName, route: ResolvedRoute, cookie: Secret, flags: NativeFlags, compression: CompressionSettings? = nil, maxMessageSize: Int? = nil,
+        logLevel: Logger.Level? = nil
     ) async throws -> NativeConnection {
         var identity = local
         identity.cookie = cookie
         identity.flags = flags
         if let maxMessageSize { identity.maxMessageSize = maxMessageSize }
         let handshake = NativeHandshake(role: .dialler(dialled: peer), local: identity, stepTimeout: settings.handshakeTimeout.timeAmount)
-        let connection = try await open(route, phase: .handshake(handshake), logLevel: logLevel)
+        let connection = try await open(route, phase: .handshake(handshake), compression: compression, logLevel: logLevel)
         await withTaskGroup(of: Void.self) { group in
             for slot in connection.slots.dropFirst() {
                 group.addTask {
@@ -88,7 +90,7 @@ public final class NativeStack: Sendable {
     }
 
     /// Opens a link to `route` that starts in `phase`; returns when it is up.
-    func open(_ route: ResolvedRoute, phase: NativeLinkHandler.Phase, logLevel: Logger.Level?) async throws -> NativeConnection {
+    func open(_ route: ResolvedRoute, phase: NativeLinkHandler.Phase, compression: CompressionSettings? = nil, logLevel: Logger.Level?) async throws -> NativeConnection {
         let promise = group.next().makePromise(of: NativeConnection.self)
         do {
             let channel = try await ClientBootstrap(group: group)
@@ -96,7 +98,8 @@ public final class NativeStack: Sendable {
                 .connectTimeout(settings.handshakeTimeout.timeAmount)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(phase, established: promise, route: route, logLevel: logLevel))
+                        try channel.pipeline.syncOperations.addHandler(
+                            self.makeHandler(phase, established: promise, route: route, compression: compression, logLevel: logLevel))
                     }
                 }
                 .connect(host: route.host, port: route.port)
@@ -117,10 +120,14 @@ public final class NativeStack: Sendable {
         return try await open(route, phase: .joining(connection, slot, request), logLevel: logLevel)
     }
 
-    func makeHandler(_ phase: NativeLinkHandler.Phase, established: EventLoopPromise<NativeConnection>?, route: ResolvedRoute?, logLevel: Logger.Level?) -> NativeLinkHandler {
+    func makeHandler(
+        _ phase: NativeLinkHandler.Phase, established: EventLoopPromise<NativeConnection>?, route: ResolvedRoute?, compression: CompressionSettings? = nil,
+        logLevel: Logger.Level?
+    ) -> NativeLinkHandler {
         var logger = self.logger
         if let logLevel { logger.logLevel = logLevel }
-        return NativeLinkHandler(stack: self, phase: phase, compression: settings.compression, established: established, route: route, logger: logger)
+        return NativeLinkHandler(
+            stack: self, phase: phase, compression: compression ?? settings.compression, established: established, route: route, logger: logger)
     }
 
     // MARK: - connection lifecycle

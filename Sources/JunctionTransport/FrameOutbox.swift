@@ -27,6 +27,19 @@ public final class FrameOutbox: Sendable {
         var firstFrame: UInt64
         var frames: Int
         var bytes: ByteBuffer
+
+        var endFrame: UInt64 { firstFrame + UInt64(frames) }
+
+        /// Drops the frames numbered below `received` from the front.
+        mutating func dropFrames(below received: UInt64) {
+            guard received > firstFrame else { return }
+            for _ in 0..<Int(min(received, endFrame) - firstFrame) {
+                let length = Int(bytes.getInteger(at: bytes.readerIndex, as: UInt32.self)!)
+                bytes.moveReaderIndex(forwardBy: 4 + length)
+            }
+            frames -= Int(min(received, endFrame) - firstFrame)
+            firstFrame = min(received, endFrame)
+        }
     }
 
     struct State: ~Copyable {
@@ -156,12 +169,20 @@ public final class FrameOutbox: Sendable {
         if let channel, let batch { channel.writeAndFlush(batch, promise: nil) }
     }
 
-    /// The peer has received every frame numbered below `received`: forget them.
+    /// The peer has received every frame numbered below `received`: forget them, down
+    /// to single frames, so what is kept is only what the peer may lack.
     public func acknowledge(received: UInt64) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
-            while let first = state.unacknowledged.first, first.firstFrame + UInt64(first.frames) <= received {
-                state.unacknowledgedBytes -= first.bytes.readableBytes
-                state.unacknowledged.removeFirst()
+            while var first = state.unacknowledged.first, first.firstFrame < received {
+                let before = first.bytes.readableBytes
+                first.dropFrames(below: received)
+                state.unacknowledgedBytes -= before - first.bytes.readableBytes
+                if first.frames == 0 {
+                    state.unacknowledged.removeFirst()
+                } else {
+                    state.unacknowledged[state.unacknowledged.startIndex] = first
+                    break
+                }
             }
             return Self.takeWaitersIfFree(&state, highWaterMark)
         }
@@ -189,17 +210,8 @@ public final class FrameOutbox: Sendable {
             var resend: [ByteBuffer] = []
             var kept = Deque<SentBatch>()
             for var batch in state.unacknowledged {
-                let end = batch.firstFrame + UInt64(batch.frames)
-                if end <= peerReceived { continue }
-                if batch.firstFrame < peerReceived {
-                    // Skip the frames of this batch the peer already has.
-                    for _ in 0..<Int(peerReceived - batch.firstFrame) {
-                        let length = Int(batch.bytes.getInteger(at: batch.bytes.readerIndex, as: UInt32.self)!)
-                        batch.bytes.moveReaderIndex(forwardBy: 4 + length)
-                    }
-                    batch.frames -= Int(peerReceived - batch.firstFrame)
-                    batch.firstFrame = peerReceived
-                }
+                if batch.endFrame <= peerReceived { continue }
+                batch.dropFrames(below: peerReceived)
                 state.retransmittedFrames += batch.frames
                 state.bytesWritten += batch.bytes.readableBytes
                 resend.append(batch.bytes)

@@ -115,4 +115,27 @@ struct LinkPoolTests {
         await b.shutdown()
         await registrar.shutdown()
     }
+
+    @Test("30 MB of 1 KiB messages on one pair flow through the slot's high-water mark without stalling")
+    func bulkThroughHighWaterMark() async throws {
+        let registrar = try await startRegistrar()
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)], stackExtra: "compression: {enabled: false}"))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        let sink = try b.spawn(name: "sink")
+        let sender = try a.spawn()
+        let blob = Term.binary([UInt8](repeating: 9, count: 1024))
+        let count = 30_000
+        let receiver = Task { () throws -> Int in
+            for index in 0..<count {
+                let term = try await sink.receive(timeout: .seconds(30)).term()
+                guard term == .tuple([.int(index), blob]) else { return index }
+            }
+            return count
+        }
+        for index in 0..<count { try await sender.send(.tuple([.int(index), blob]), to: .name("sink", on: "b@localhost")) }
+        #expect(try await receiver.value == count)
+        await a.shutdown()
+        await b.shutdown()
+        await registrar.shutdown()
+    }
 }

@@ -227,8 +227,9 @@ public struct RouteSettings: Sendable, Decodable {
     public var atomMapping: [String: String]
     public var logLevel: Logger.Level?
     public var certificate: String?
+    public var compression: CompressionSettings?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case match, weight, resolver, route, cookie, flags, atomMapping, logLevel, certificate }
+    enum CodingKeys: String, CodingKey, CaseIterable { case match, weight, resolver, route, cookie, flags, atomMapping, logLevel, certificate, compression }
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
@@ -247,6 +248,7 @@ public struct RouteSettings: Sendable, Decodable {
             logLevel = parsed
         }
         certificate = try container.decodeIfPresent(String.self, forKey: .certificate)
+        compression = try container.decodeIfPresent(CompressionSettings.self, forKey: .compression)
         guard resolver != nil || (route?.host != nil && route?.port != nil) else {
             throw invalid(decoder.codingPath, "a route needs 'resolver' (a stack name) or 'route' with 'host' and 'port'")
         }
@@ -257,7 +259,9 @@ public struct RouteSettings: Sendable, Decodable {
         let secret = try cookie.map { try $0.read(environment: environment, createIfMissing: false) }
         return StaticRoute(
             match: match,
-            route: NetworkRoute(resolver: resolver, explicit: route, cookie: secret, flags: flags, atomMapping: atomMapping, logLevel: logLevel, certificate: certificate),
+            route: NetworkRoute(
+                resolver: resolver, explicit: route, cookie: secret, flags: flags, atomMapping: atomMapping, logLevel: logLevel, certificate: certificate,
+                compression: compression),
             weight: weight)
     }
 }

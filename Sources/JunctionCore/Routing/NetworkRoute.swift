@@ -19,10 +19,12 @@ public struct NetworkRoute: Sendable, Hashable {
     public var logLevel: Logger.Level?
     /// Certificate (PEM path) presented when dialling with TLS.
     public var certificate: String?
+    /// Compression for these connections instead of the stack's.
+    public var compression: CompressionSettings?
 
     public init(
         resolver: String? = nil, explicit: ExplicitRoute? = nil, cookie: Secret? = nil, flags: FlagOverrides = .init(),
-        atomMapping: [String: String] = [:], logLevel: Logger.Level? = nil, certificate: String? = nil
+        atomMapping: [String: String] = [:], logLevel: Logger.Level? = nil, certificate: String? = nil, compression: CompressionSettings? = nil
     ) {
         self.resolver = resolver
         self.explicit = explicit
@@ -31,6 +33,7 @@ public struct NetworkRoute: Sendable, Hashable {
         self.atomMapping = atomMapping
         self.logLevel = logLevel
         self.certificate = certificate
+        self.compression = compression
     }
 
     /// Human-readable list of the settings this route overrides, for `junction routes`.
@@ -43,6 +46,9 @@ public struct NetworkRoute: Sendable, Hashable {
         }
         if let logLevel { parts.append("log \(logLevel)") }
         if let certificate { parts.append("certificate \(certificate)") }
+        if let compression {
+            parts.append(compression.enabled ? "compression \(compression.mode.rawValue) level \(compression.level) over \(compression.threshold) bytes" : "compression off")
+        }
         return parts
     }
 }

@@ -1,0 +1,55 @@
+import JunctionCore
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import JunctionTransport
+
+@Suite("Slot outbox")
+struct FrameOutboxTests {
+    /// Frames on the wire of `channel`: (stream key, payload size).
+    func written(_ channel: EmbeddedChannel) throws -> [UInt32] {
+        var parser = FrameParser(maxFrameSize: 1 << 20)
+        var keys: [UInt32] = []
+        while let bytes = try channel.readOutbound(as: ByteBuffer.self) { try parser.consume(bytes) { keys.append($0.streamKey) } }
+        return keys
+    }
+
+    func enqueue(_ outbox: FrameOutbox, _ keys: Range<UInt32>, size: Int = 1000) throws -> Bool {
+        var backedUp = false
+        for key in keys {
+            backedUp = try outbox.enqueueFrame(kind: 16, streamKey: key, compressible: false) { $0.writeBytes([UInt8](repeating: 1, count: size)) }
+        }
+        return backedUp
+    }
+
+    @Test("written frames count against the high-water mark until acknowledged, frame by frame")
+    func acknowledgementsFreeSpace() throws {
+        let channel = EmbeddedChannel()
+        let outbox = FrameOutbox(channel: channel, peer: "test", highWaterMark: 10_000)
+        #expect(try enqueue(outbox, 0..<30) == true)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel) == Array(0..<30))
+        // One batch of 30 frames was written; the peer has 25 of them.
+        outbox.acknowledge(received: 25)
+        #expect(try enqueue(outbox, 30..<31) == false)
+    }
+
+    @Test("a new link gets the frames the peer lacks, then what waited, in order")
+    func retransmitOnAttach() throws {
+        let first = EmbeddedChannel()
+        let outbox = FrameOutbox(channel: first, peer: "test", highWaterMark: 1 << 20)
+        _ = try enqueue(outbox, 0..<10)
+        first.embeddedEventLoop.run()
+        #expect(try written(first).count == 10)
+        outbox.acknowledge(received: 4)
+        outbox.detach()
+        // While detached, frames wait and the slot counts as backed up.
+        #expect(try enqueue(outbox, 10..<13) == true)
+        let second = EmbeddedChannel()
+        outbox.attach(second, peerReceived: 7)
+        second.embeddedEventLoop.run()
+        #expect(try written(second) == Array(7..<13))
+        #expect(outbox.stats.retransmitted == 3)
+    }
+}
