@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "Junction", targets: ["Junction"]),
         .library(name: "JunctionTerm", targets: ["JunctionTerm"]),
+        .library(name: "JunctionTransport", targets: ["JunctionTransport"]),
         .executable(name: "junction", targets: ["junction"]),
     ],
     dependencies: [
