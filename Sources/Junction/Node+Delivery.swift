@@ -8,8 +8,13 @@ import NIOCore
 extension Node: NativeStackDelegate {
     public func admit(peer: NodeName, stack: NativeStack) -> NativeHandshake.Admission {
         let routeCookie = routes.route(for: peer.description).lazy.compactMap(\.route.cookie).first
+        // One deterministic rule on both sides: the connection dialled by the greater
+        // node name survives, so exactly one remains.
         if connections.isDialling(peer.atom), name > peer {
             return .reject(.simultaneous, "\(name) is dialling \(peer) at the same time and wins the tie-break (greater name); use its connection")
+        }
+        if let existing = connections.connection(peer.atom), existing.direction == .outgoing, name > peer {
+            return .reject(.simultaneous, "\(name) already has a connection it dialled to \(peer), which wins the tie-break (greater name); use it")
         }
         return .accept(cookie: routeCookie ?? cookie)
     }

@@ -265,7 +265,9 @@ public final class Node: Sendable {
     /// Closes every connection gracefully, unregisters, and stops the stacks.
     public func shutdown() async {
         for process in processes.all() { process.exit() }
-        for connection in connections.all() { connection.close() }
+        await withTaskGroup(of: Void.self) { group in
+            for connection in connections.all() { group.addTask { await connection.closeAndWait() } }
+        }
         let (stacks, registrars, dials) = runtime.withLock { ($0.stacks.values, $0.registrars.values, $0.dials.values) }
         for dial in dials { dial.cancel() }
         for registrar in registrars { await registrar.shutdown() }

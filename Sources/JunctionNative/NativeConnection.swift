@@ -124,15 +124,50 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
             rejoins: lifecycle.withLock { $0.rejoins }, links: links)
     }
 
-    /// Closes gracefully: every slot sends what it holds and a close frame, then its
-    /// link closes.
-    public func close() {
-        lifecycle.withLock { $0.closing = true }
-        for slot in slots {
-            _ = try? slot.outbox.enqueueFrame(kind: NativeFrameKind.close, streamKey: 0, compressible: false) { _ in }
-            slot.outbox.close(flushPending: true)
-            if let channel = slot.channel { channel.eventLoop.execute { channel.close(promise: nil) } }
+    /// Closes gracefully: every slot sends what it holds and a close frame; each link
+    /// closes when the peer's close frame comes back on it, so what either side sent
+    /// before its close frame is delivered. Links the peer does not close within
+    /// `deadline` are closed anyway.
+    public func close(deadline: TimeAmount = .seconds(5)) {
+        let first = lifecycle.withLock { state -> Bool in
+            defer { state.closing = true }
+            return !state.closing
         }
+        guard first else { return }
+        for slot in slots { sendClose(on: slot) }
+        for slot in slots {
+            guard let channel = slot.channel else { continue }
+            channel.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
+        }
+    }
+
+    /// Closes gracefully and returns when every link has closed (at the latest after
+    /// `deadline`).
+    public func closeAndWait(deadline: TimeAmount = .seconds(5)) async {
+        close(deadline: deadline)
+        for channel in slots.compactMap(\.channel) { try? await channel.closeFuture.get() }
+    }
+
+    /// Queues this side's close frame on `slot` behind what it holds; the returned
+    /// future completes when they are written.
+    @discardableResult
+    func sendClose(on slot: LinkSlot) -> EventLoopFuture<Void>? {
+        _ = try? slot.outbox.enqueueFrame(kind: NativeFrameKind.close, streamKey: 0, compressible: false) { _ in }
+        return slot.outbox.close(flushPending: true)
+    }
+
+    /// The peer's close frame arrived on `slot`: answer it with ours (when this side did
+    /// not start the close) and close that link once written.
+    func peerClosed(_ slot: LinkSlot, channel: any Channel) {
+        let startedHere = lifecycle.withLock { state -> Bool in
+            defer { state.closing = true }
+            return state.closing
+        }
+        guard !startedHere, let written = sendClose(on: slot) else {
+            channel.close(promise: nil)
+            return
+        }
+        written.whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Closes every link at once, dropping what is queued.

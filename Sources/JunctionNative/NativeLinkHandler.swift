@@ -140,8 +140,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             inflated.payload = try inflater.inflate(frame.payload, flags: frame.flags, allocator: context.channel.allocator)
             batch.append(inflated)
         case NativeFrameKind.close:
-            connection.lifecycle.withLock { $0.closing = true }
-            context.close(promise: nil)
+            connection.peerClosed(slot, channel: context.channel)
         default:
             throw NativeProtocolError("unknown frame kind \(frame.kind) from \(connection.peer)")
         }

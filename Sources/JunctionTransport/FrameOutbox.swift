@@ -237,8 +237,10 @@ public final class FrameOutbox: Sendable {
     }
 
     /// Refuses further frames and fails waiting senders. Pending frames are dropped
-    /// unless `flushPending`, in which case they are written first.
-    public func close(flushPending: Bool) {
+    /// unless `flushPending`, in which case they are written first; the result then
+    /// completes once they are written (nil when there was nothing to write).
+    @discardableResult
+    public func close(flushPending: Bool) -> EventLoopFuture<Void>? {
         let (waiters, channel, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], (any Channel)?, ByteBuffer?) in
             let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
             state.bytesWritten += batch?.readableBytes ?? 0
@@ -248,7 +250,8 @@ public final class FrameOutbox: Sendable {
             defer { state.waiters = [] }
             return (state.waiters, state.channel, batch)
         }
-        if let channel, let batch { channel.writeAndFlush(batch, promise: nil) }
         for waiter in waiters { waiter.resume(throwing: OutboxClosed(peer: peer)) }
+        guard let channel, let batch else { return nil }
+        return channel.writeAndFlush(batch)
     }
 }
