@@ -58,7 +58,7 @@ struct Run: AsyncParsableCommand {
         let config = try options.load()
         let logger = options.logger("junction")
         let nodeName = try name.map(parseNodeName)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.node.eventLoopThreads)
         let node = try await Node.start(config: config, name: nodeName, environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
         let echo = try node.spawn(name: "echo")
         logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg}")

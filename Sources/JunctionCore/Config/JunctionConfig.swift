@@ -69,14 +69,18 @@ public struct NodeSettings: Sendable, Decodable {
     public var defaultStack: String?
     /// Try the default stack's resolver when static routes matched but none connected.
     public var fallbackToDefaultResolver: Bool
+    /// Event-loop threads of `junction run`: links are spread over them, so more than one
+    /// lets compressed links inflate in parallel.
+    public var eventLoopThreads: Int
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, cookie, defaultStack, fallbackToDefaultResolver }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, cookie, defaultStack, fallbackToDefaultResolver, eventLoopThreads }
 
-    public init(name: NodeName, cookie: CookieSource, defaultStack: String? = nil, fallbackToDefaultResolver: Bool = false) {
+    public init(name: NodeName, cookie: CookieSource, defaultStack: String? = nil, fallbackToDefaultResolver: Bool = false, eventLoopThreads: Int = 1) {
         self.name = name
         self.cookie = cookie
         self.defaultStack = defaultStack
         self.fallbackToDefaultResolver = fallbackToDefaultResolver
+        self.eventLoopThreads = eventLoopThreads
     }
 
     public init(from decoder: Decoder) throws {
@@ -86,6 +90,10 @@ public struct NodeSettings: Sendable, Decodable {
         cookie = try container.decode(CookieSource.self, forKey: .cookie)
         defaultStack = try container.decodeIfPresent(String.self, forKey: .defaultStack)
         fallbackToDefaultResolver = try container.value(.fallbackToDefaultResolver, default: false)
+        eventLoopThreads = try container.value(.eventLoopThreads, default: 1)
+        guard (1...64).contains(eventLoopThreads) else {
+            throw invalid(decoder.codingPath + [CodingKeys.eventLoopThreads], "must be 1...64 threads, not \(eventLoopThreads)")
+        }
     }
 }
 

@@ -36,6 +36,9 @@ struct BenchRun: AsyncParsableCommand {
     @Option(help: "Senders (and receivers) of the N-to-N scenarios.")
     var senders = 2
 
+    @Option(help: "Event-loop threads of the receiving junction process.")
+    var serverThreads = 1
+
     @Option(help: "Round trips for the latency measurement.")
     var calls = 20_000
 
@@ -62,6 +65,7 @@ struct BenchRun: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let registrar = try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: group, logger: logger)
         var config = try options.load()
+        config.node.eventLoopThreads = serverThreads
         config.stacks = [config.defaultStack]
         config.stacks[0].registrar.port = registrar.port
         let configFile = directory.appendingPathComponent("bench.yaml")
@@ -276,6 +280,7 @@ struct BenchRun: AsyncParsableCommand {
             node:
               name: \(config.node.name)
               cookie: {env: JUNCTION_COOKIE}
+              eventLoopThreads: \(config.node.eventLoopThreads)
             stacks:
               - name: \(stack.name)
                 kind: native

@@ -24,7 +24,7 @@ struct BenchServe: AsyncParsableCommand {
         let config = try options.load()
         var logger = options.logger("junction-bench-serve")
         if options.logLevel == .info { logger.logLevel = .warning }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.node.eventLoopThreads)
         let node = try await Node.start(
             config: config, name: try parseNodeName(name), environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
         let echo = try node.spawn(name: "echo")
