@@ -154,7 +154,9 @@ public final class NativeStack: Sendable {
         if connection.direction == .outgoing {
             Task { await self.rejoin(connection, slot: slot) }
         } else {
-            let deadline = settings.handshakeTimeout.timeAmount * Int64(Self.rejoinAttempts)
+            // The dialler's rejoins with backoff take about 4.5 s; two handshake
+            // deadlines (10 s by default) leave room for that, and not much more.
+            let deadline = settings.handshakeTimeout.timeAmount * 2
             group.next().scheduleTask(in: deadline) {
                 if slot.channel == nil, !connection.isClosing {
                     self.end(connection, error: NativeProtocolError("link \(slot.index) to \(connection.peer) was lost and not rejoined"))
