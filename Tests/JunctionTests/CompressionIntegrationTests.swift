@@ -79,13 +79,9 @@ struct CompressionIntegrationTests {
         try await peer.channel.closeFuture.get()
         #expect(logs.contains("decompression bomb"))
 
-        let friend = try await startNode(try nodeConfig("friend@localhost", stacks: [("native", registrar.port)]))
-        let me = try friend.spawn()
-        try await me.send(.tuple([.pid(me.pid), .atom("still_here")]), to: .name("echo", on: "target@localhost"))
-        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("still_here")]))
+        try await expectStillServes("target@localhost", registrarPort: registrar.port)
         service.cancel()
         await node.shutdown()
-        await friend.shutdown()
         await registrar.shutdown()
     }
 }

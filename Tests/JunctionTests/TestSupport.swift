@@ -1,4 +1,6 @@
 import Junction
+import JunctionTerm
+import Testing
 import JunctionCore
 import JunctionNative
 import Logging
@@ -82,4 +84,14 @@ let quietLogger: Logger = {
 
 func startNode(_ config: JunctionConfig, cookie: String = "test-cookie", hidden: Bool = false, logger: Logger = quietLogger) async throws -> Node {
     try await Node.start(config: config, hidden: hidden, environment: ["TEST_COOKIE": cookie], logger: logger)
+}
+
+/// Checks that `target`'s `echo` still answers a call from a fresh node (one bad peer
+/// must not take a node down).
+func expectStillServes(_ target: NodeName, registrarPort: Int, cookie: String = "test-cookie") async throws {
+    let friend = try await startNode(try nodeConfig("friend@localhost", stacks: [("native", registrarPort)]), cookie: cookie)
+    let me = try friend.spawn()
+    try await me.send(.tuple([.pid(me.pid), .atom("still_here")]), to: .name("echo", on: target))
+    #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("still_here")]))
+    await friend.shutdown()
 }
