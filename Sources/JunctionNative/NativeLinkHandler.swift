@@ -47,6 +47,8 @@ final class NativeLinkHandler: ChannelInboundHandler {
     let direction: NativeConnection.Direction
     /// Where a dialled connection can reconnect its links.
     let route: ResolvedRoute?
+    /// Why the connection is being torn down, reported when its last link closes.
+    var failure: (any Error)?
     var logger: Logger
 
     init(
@@ -177,8 +179,6 @@ final class NativeLinkHandler: ChannelInboundHandler {
         }
         context.close(promise: nil)
     }
-
-    var failure: (any Error)?
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if case .data(_, let slot) = phase { slot.outbox.writabilityChanged(context.channel.isWritable) }
