@@ -37,28 +37,36 @@ public final class Deflater {
         stream.deallocate()
     }
 
-    /// Compresses the `count` bytes at `start` in `buffer` in place (they are replaced by
-    /// their compressed form) and returns the flag bits to set on the frame.
-    public func compress(_ buffer: inout ByteBuffer, from start: Int, count: Int) -> UInt8 {
+    /// The flag bits of a frame this deflater compressed.
+    public var flags: UInt8 {
+        FrameFlags.compressed | (settings.mode == .message ? FrameFlags.independent : 0)
+    }
+
+    /// Compresses `input` and hands `body` the compressed bytes (valid only during the
+    /// call) with the flag bits to set on the frame.
+    public func compress<Result, Failure: Error>(
+        _ input: UnsafeRawBufferPointer, _ body: (_ compressed: UnsafeRawBufferPointer, _ flags: UInt8) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
         let independent = settings.mode == .message
         if independent { deflateReset(stream) }
-        let bound = Int(deflateBound(stream, uLong(count))) + 16
+        let bound = Int(deflateBound(stream, uLong(input.count))) + 16
         if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
-        let produced: Int = buffer.withUnsafeReadableBytes { readable in
-            let input = UnsafeRawBufferPointer(rebasing: readable[(start - buffer.readerIndex)...].prefix(count))
-            return scratch.withUnsafeMutableBytes { output in
-                stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-                stream.pointee.avail_in = uInt(input.count)
-                stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
-                stream.pointee.avail_out = uInt(output.count)
-                let status = deflate(stream, independent ? Z_FINISH : Z_SYNC_FLUSH)
-                precondition(status == (independent ? Z_STREAM_END : Z_OK), "deflate into deflateBound bytes must complete (status \(status))")
-                return output.count - Int(stream.pointee.avail_out)
-            }
+        let produced = scratch.withUnsafeMutableBytes { output in
+            stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+            stream.pointee.avail_in = uInt(input.count)
+            stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
+            stream.pointee.avail_out = uInt(output.count)
+            let status = deflate(stream, independent ? Z_FINISH : Z_SYNC_FLUSH)
+            precondition(status == (independent ? Z_STREAM_END : Z_OK), "deflate into deflateBound bytes must complete (status \(status))")
+            return output.count - Int(stream.pointee.avail_out)
         }
-        buffer.moveWriterIndex(to: start)
-        _ = scratch.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(produced))) }
-        return FrameFlags.compressed | (independent ? FrameFlags.independent : 0)
+        return try scratch.withUnsafeBytes { (output) -> Swift.Result<Result, Failure> in
+            do throws(Failure) {
+                return .success(try body(UnsafeRawBufferPointer(rebasing: output.prefix(produced)), flags))
+            } catch {
+                return .failure(error)
+            }
+        }.get()
     }
 }
 

@@ -51,8 +51,6 @@ public final class FrameOutbox: Sendable {
         var nextFrame: UInt64 = 0
         var unacknowledged = Deque<SentBatch>()
         var unacknowledgedBytes = 0
-        /// This slot's compressor; nil when compression is off.
-        var deflater: Deflater?
         var flushScheduled = false
         var closed = false
         var writable = true
@@ -82,6 +80,17 @@ public final class FrameOutbox: Sendable {
     let peer: String
     let allocator: ByteBufferAllocator
     let state: Mutex<State>
+    /// This slot's compressor; nil when compression is off. Payloads are encoded and
+    /// deflated under its own lock, so the event loop flushing `state` never waits for
+    /// zlib, and frames join `pending` in the order the deflate stream saw them.
+    let compressor: Mutex<Compressor?>
+    let compresses: Bool
+
+    struct Compressor {
+        let deflater: Deflater
+        /// The payload being encoded, reused.
+        var payload: ByteBuffer
+    }
     /// Pending plus unacknowledged bytes above which the slot counts as backed up.
     let highWaterMark: Int
 
@@ -91,31 +100,51 @@ public final class FrameOutbox: Sendable {
         self.peer = peer
         self.allocator = channel?.allocator ?? ByteBufferAllocator()
         self.highWaterMark = highWaterMark
-        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10), deflater: compression.map(Deflater.init)))
+        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10)))
+        let payload = allocator.buffer(capacity: 4096)
+        self.compressor = Mutex(compression.map { Compressor(deflater: Deflater(settings: $0), payload: payload) })
+        self.compresses = compression != nil
     }
 
-    /// Appends one frame whose payload `body` writes in place, compressing the payload
-    /// when it is `compressible` and larger than the threshold. On a thrown error
-    /// nothing is appended. Returns true when the slot is backed up.
+    /// Appends one frame whose payload `body` writes, compressing the payload when it is
+    /// `compressible` and larger than the threshold. On a thrown error nothing is
+    /// appended. Returns true when the slot is backed up.
     @discardableResult
     public func enqueueFrame<E: Error>(
         kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
+        guard compressible, compresses else {
+            return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
+        }
+        return try compressor.withLock { (compressor) throws(any Error) -> Bool in
+            compressor!.payload.clear()
+            try body(&compressor!.payload)
+            let deflater = compressor!.deflater
+            return try compressor!.payload.withUnsafeReadableBytes { (payload) throws(any Error) -> Bool in
+                guard payload.count > deflater.settings.threshold else {
+                    return try append(kind: kind, streamKey: streamKey, flags: 0) { $0.writeBytes(payload) }
+                }
+                return try deflater.compress(payload) { (compressed, flags) throws(any Error) -> Bool in
+                    try append(kind: kind, streamKey: streamKey, flags: flags) { $0.writeBytes(compressed) }
+                }
+            }
+        }
+    }
+
+    /// Appends one frame whose payload `body` writes in place into `pending`, and
+    /// schedules a flush unless one is scheduled.
+    private func append<E: Error>(
+        kind: UInt8, streamKey: UInt32, flags: UInt8, body: (inout ByteBuffer) throws(E) -> Void
+    ) throws(any Error) -> Bool {
         let (channel, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
             let start = state.pending.writerIndex
-            state.pending.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
+            state.pending.writeMultipleIntegers(UInt32(0), kind, flags, streamKey)
             do throws(E) {
                 try body(&state.pending)
             } catch {
                 state.pending.moveWriterIndex(to: start)
                 throw error
-            }
-            let payloadStart = start + Frame.prefixSize
-            let payloadSize = state.pending.writerIndex - payloadStart
-            if compressible, let deflater = state.deflater, payloadSize > deflater.settings.threshold {
-                let flags = deflater.compress(&state.pending, from: payloadStart, count: payloadSize)
-                state.pending.setInteger(flags, at: start + 5)
             }
             state.pending.setInteger(UInt32(state.pending.writerIndex - start - 4), at: start)
             state.pendingFrames += 1

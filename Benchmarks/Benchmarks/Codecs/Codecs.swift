@@ -85,23 +85,16 @@ let benchmarks: @Sendable () -> Void = {
     let json = records()
     Benchmark("Deflate 2 KiB JSON, stream mode, level 1", configuration: .init(scalingFactor: .kilo)) { benchmark in
         let deflater = Deflater(settings: CompressionSettings(level: 1, threshold: 0, mode: .stream))
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(4096)
-        buffer.writeBytes(json[0])
-        _ = deflater.compress(&buffer, from: 0, count: buffer.readableBytes)
+        blackHole(json[0].withUnsafeBytes { deflater.compress($0) { compressed, _ in compressed.count } })
         benchmark.startMeasurement()
         for iteration in benchmark.scaledIterations {
-            buffer.clear()
-            buffer.writeBytes(json[iteration % json.count])
-            blackHole(deflater.compress(&buffer, from: 0, count: buffer.readableBytes))
+            blackHole(json[iteration % json.count].withUnsafeBytes { deflater.compress($0) { compressed, _ in compressed.count } })
         }
     }
     let compressed: [ByteBuffer] = {
         let deflater = Deflater(settings: CompressionSettings(level: 1, threshold: 0, mode: .message))
         return json.map { record in
-            var buffer = ByteBuffer(bytes: record)
-            _ = deflater.compress(&buffer, from: 0, count: buffer.readableBytes)
-            return buffer
+            record.withUnsafeBytes { deflater.compress($0) { compressed, _ in ByteBuffer(bytes: compressed) } }
         }
     }()
     Benchmark("Inflate 2 KiB JSON, message mode", configuration: .init(scalingFactor: .kilo)) { benchmark in
