@@ -48,7 +48,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
 
     init(
         peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, compression: CompressionSettings?, channel: any Channel,
-        route: ResolvedRoute?
+        route: ResolvedRoute?, writeCoalescing: TimeAmount
     ) {
         self.peer = peer
         self.stack = stack
@@ -60,7 +60,8 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         self.route = route
         let limit = negotiated.maxMessageSize + Self.frameOverhead
         self.slots = (0..<negotiated.poolSize).map { index in
-            LinkSlot(index: index, channel: index == 0 ? channel : nil, peer: peer.description, compression: compression, inflateLimit: limit)
+            LinkSlot(index: index, channel: index == 0 ? channel : nil, peer: peer.description, compression: compression, inflateLimit: limit,
+                writeCoalescing: writeCoalescing)
         }
     }
 
@@ -211,9 +212,9 @@ final class LinkSlot: Sendable {
     /// recorded join cannot be replayed.
     let joinCounter = Mutex<UInt64>(0)
 
-    init(index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int) {
+    init(index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int, writeCoalescing: TimeAmount) {
         self.index = index
-        self.outbox = FrameOutbox(channel: channel, peer: peer, compression: compression)
+        self.outbox = FrameOutbox(channel: channel, peer: peer, compression: compression, coalescing: writeCoalescing)
         self.receiver = Mutex(Receiver(inflater: compression == nil ? nil : Inflater(limit: inflateLimit)))
         self.link = Mutex(channel)
     }

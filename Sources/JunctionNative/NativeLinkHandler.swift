@@ -234,7 +234,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             if let send { context.writeAndFlush(wrapOutboundOut(send), promise: nil) }
             let connection = NativeConnection(
                 peer: result.peer, stack: stack.name, direction: direction, negotiated: result, compression: compression, channel: context.channel,
-                route: route)
+                route: route, writeCoalescing: stack.settings.writeCoalescing.timeAmount)
             enterData(connection: connection, slot: connection.slots[0], context: context)
             logger[metadataKey: "junction.peer"] = "\(result.peer)"
             logger.debug("handshake complete", metadata: ["junction.direction": "\(direction.rawValue)", "junction.pool": "\(result.poolSize)"])

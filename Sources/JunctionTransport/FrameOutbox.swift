@@ -52,6 +52,8 @@ public final class FrameOutbox: Sendable {
         var unacknowledged = Deque<SentBatch>()
         var unacknowledgedBytes = 0
         var flushScheduled = false
+        /// When the last batch was written; nil before the first.
+        var lastFlush: NIODeadline?
         var closed = false
         var writable = true
         var waiters: [CheckedContinuation<Void, any Error>] = []
@@ -93,11 +95,15 @@ public final class FrameOutbox: Sendable {
     }
     /// Pending plus unacknowledged bytes above which the slot counts as backed up.
     let highWaterMark: Int
+    /// A frame queued this soon after the last write waits until this long after it, so
+    /// a steady stream of frames shares writes; a frame after a quiet spell goes at once.
+    let coalescing: TimeAmount
 
     /// With `compression`, message frames whose payload exceeds its threshold are
     /// compressed by one deflater kept for this slot.
-    public init(channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20) {
+    public init(channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20, coalescing: TimeAmount = .zero) {
         self.peer = peer
+        self.coalescing = coalescing
         self.allocator = channel?.allocator ?? ByteBufferAllocator()
         self.highWaterMark = highWaterMark
         self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10)))
@@ -136,7 +142,7 @@ public final class FrameOutbox: Sendable {
     private func append<E: Error>(
         kind: UInt8, streamKey: UInt32, flags: UInt8, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
-        let (channel, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, Bool) in
+        let (channel, due, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, NIODeadline?, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
             let start = state.pending.writerIndex
             state.pending.writeMultipleIntegers(UInt32(0), kind, flags, streamKey)
@@ -150,11 +156,20 @@ public final class FrameOutbox: Sendable {
             state.pendingFrames += 1
             state.nextFrame += 1
             let backedUp = Self.isBackedUp(state, highWaterMark)
-            guard !state.flushScheduled, let channel = state.channel else { return (nil, backedUp) }
+            guard !state.flushScheduled, let channel = state.channel else { return (nil, nil, backedUp) }
             state.flushScheduled = true
-            return (channel, backedUp)
+            guard coalescing > .zero, let lastFlush = state.lastFlush, lastFlush + coalescing > channel.eventLoop.now else {
+                return (channel, nil, backedUp)
+            }
+            return (channel, lastFlush + coalescing, backedUp)
         }
-        if let channel { channel.eventLoop.execute { self.flush() } }
+        if let channel {
+            if let due {
+                channel.eventLoop.scheduleTask(deadline: due) { self.flush() }
+            } else {
+                channel.eventLoop.execute { self.flush() }
+            }
+        }
         return backedUp
     }
 
@@ -187,6 +202,7 @@ public final class FrameOutbox: Sendable {
         let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
             state.flushScheduled = false
             guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
+            state.lastFlush = channel.eventLoop.now
             let batch = state.pending
             state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
             state.unacknowledgedBytes += batch.readableBytes

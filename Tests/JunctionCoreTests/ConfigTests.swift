@@ -12,6 +12,7 @@ let validConfig = """
         kind: native
         acceptors: [{host: 127.0.0.1, port: 0}]
         registrar: {port: 4499}
+        writeCoalescing: 20us
       - name: cluster-b
         kind: native
         registrar: {port: 4500}
@@ -40,6 +41,7 @@ struct ConfigTests {
         #expect(config.defaultStack.name == "native")
         #expect(config.stacks[1].acceptors == [AcceptorSettings(host: "127.0.0.1", port: 0)])
         #expect(config.stacks[0].handshakeTimeout == .seconds(5))
+        #expect(config.stacks[0].writeCoalescing == .microseconds(20) && config.stacks[1].writeCoalescing == .microseconds(50))
         let table = try config.routeTable(environment: [:])
         let route = try #require(table.route(for: "bob@localhost").first)
         #expect(route.route.resolver == "cluster-b" && route.route.atomMapping == ["svc": "svc_v2"] && route.route.logLevel == .debug)
@@ -69,6 +71,8 @@ struct ConfigTests {
         (edited("registrar: {port: 4500}", "handshakeTimeout: 5 sec"), "stacks[1].handshakeTimeout", "not a duration"),
         (edited("route: {host: 127.0.0.1, port: 9000}", "weight: 1"), "routes[1]", "needs 'resolver'"),
         (edited("- name: cluster-b", "- name: native"), "stacks[1]", "used twice"),
+        (edited("writeCoalescing: 20us", "writeCoalescing: 20ms"), "stacks[0].writeCoalescing", "must be at most 10ms"),
+        (edited("writeCoalescing: 20us", "writeCoalescing: 20"), "stacks[0].writeCoalescing", "50us, 250ms"),
         (edited("logLevel: debug", "logLevel: loud"), "routes[0].logLevel", "unknown log level 'loud'"),
     ]
 

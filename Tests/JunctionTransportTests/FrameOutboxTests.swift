@@ -52,4 +52,23 @@ struct FrameOutboxTests {
         #expect(try written(second) == Array(7..<13))
         #expect(outbox.stats.retransmitted == 3)
     }
+
+    @Test("frames queued soon after a write wait out the coalescing window and share one write; after a quiet spell a frame goes at once")
+    func writeCoalescing() throws {
+        let channel = EmbeddedChannel()
+        let outbox = FrameOutbox(channel: channel, peer: "test", coalescing: .microseconds(50))
+        _ = try enqueue(outbox, 0..<1)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel) == [0], "a lone frame is written without waiting")
+        channel.embeddedEventLoop.advanceTime(by: .microseconds(10))
+        _ = try enqueue(outbox, 1..<4)
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "frames 10 us after a write wait for the window")
+        channel.embeddedEventLoop.advanceTime(by: .microseconds(40))
+        #expect(try written(channel) == [1, 2, 3])
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        _ = try enqueue(outbox, 4..<5)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel) == [4], "after a quiet spell the frame goes at once")
+    }
 }

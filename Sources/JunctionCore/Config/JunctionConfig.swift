@@ -132,12 +132,16 @@ public struct StackSettings: Sendable, Decodable {
     public var maxMessageSize: Int
     /// How this stack compresses what it sends.
     public var compression: CompressionSettings
+    /// A frame queued sooner than this after a link's last write waits until this long
+    /// after it, so a steady stream shares writes; zero writes every frame at once.
+    public var writeCoalescing: ConfigDuration
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing }
 
     public init(
         name: String, kind: Kind = .native, acceptors: [AcceptorSettings] = [.init()], registrar: RegistrarSettings = .init(),
-        handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20, compression: CompressionSettings = .init()
+        handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20, compression: CompressionSettings = .init(),
+        writeCoalescing: ConfigDuration = .microseconds(50)
     ) {
         self.name = name
         self.kind = kind
@@ -146,6 +150,7 @@ public struct StackSettings: Sendable, Decodable {
         self.handshakeTimeout = handshakeTimeout
         self.maxMessageSize = maxMessageSize
         self.compression = compression
+        self.writeCoalescing = writeCoalescing
     }
 
     public init(from decoder: Decoder) throws {
@@ -161,6 +166,10 @@ public struct StackSettings: Sendable, Decodable {
         handshakeTimeout = try container.value(.handshakeTimeout, default: .seconds(5))
         maxMessageSize = try container.value(.maxMessageSize, default: 64 << 20)
         compression = try container.value(.compression, default: CompressionSettings())
+        writeCoalescing = try container.value(.writeCoalescing, default: .microseconds(50))
+        guard writeCoalescing.nanoseconds <= 10_000_000 else {
+            throw invalid(decoder.codingPath + [CodingKeys.writeCoalescing], "must be at most 10ms, not \(writeCoalescing): it delays frames under load by up to that much")
+        }
         guard (1024...(1 << 30)).contains(maxMessageSize) else {
             throw invalid(decoder.codingPath + [CodingKeys.maxMessageSize], "must be between 1024 and 1073741824 bytes, not \(maxMessageSize)")
         }

@@ -32,7 +32,7 @@ struct BenchServe: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data("ready\n".utf8))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask(executorPreference: node.executor) { try await EchoService.run(echo) }
-            for sink in sinkProcesses { tasks.addTask { try await Self.count(sink) } }
+            for sink in sinkProcesses { tasks.addTask(executorPreference: node.executor) { try await Self.count(sink) } }
             tasks.addTask { await Signals.wait(for: [SIGINT, SIGTERM]) }
             _ = try await tasks.next()
             tasks.cancelAll()
