@@ -58,9 +58,18 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
+            name: "JunctionErlang",
+            dependencies: [
+                "JunctionTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: hotPathSettings
+        ),
+        .target(
             name: "Junction",
             dependencies: [
                 "JunctionNative",
+                "JunctionErlang",
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: hotPathSettings
@@ -83,6 +92,10 @@ let package = Package(
         .testTarget(
             name: "JunctionNativeTests",
             dependencies: ["JunctionNative", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "JunctionErlangTests",
+            dependencies: ["JunctionErlang", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "JunctionTests", dependencies: ["Junction"]),
     ],

@@ -74,6 +74,7 @@ final class NodeProcess: Sendable {
         outputPipe.fileHandleForReading.readabilityHandler = { handle in
             let text = String(decoding: handle.availableData, as: UTF8.self)
             self.stdoutText.withLock { $0 += text }
+            sink.yield(text)
         }
         let exitSink = self.exitSink
         process.terminationHandler = { process in
@@ -92,11 +93,12 @@ final class NodeProcess: Sendable {
     var output: String { stderrText.withLock { $0 } }
     var standardOutput: String { stdoutText.withLock { $0 } }
 
-    /// Waits until the process has logged a line containing `text` (fails if it exits first).
+    /// Waits until the process has printed (on either stream) a line containing `text`
+    /// (fails if it exits first).
     func waitForLine(containing text: String) async throws {
-        if output.contains(text) { return }
-        for await _ in lines where output.contains(text) { return }
-        throw CommandLineFailure(message: "the process exited before logging '\(text)'; it logged:\n\(output)")
+        if output.contains(text) || standardOutput.contains(text) { return }
+        for await _ in lines where output.contains(text) || standardOutput.contains(text) { return }
+        throw CommandLineFailure(message: "the process exited before printing '\(text)'; it printed:\n\(standardOutput)\n\(output)")
     }
 
     func exitStatus() async -> Int32 {
@@ -104,9 +106,10 @@ final class NodeProcess: Sendable {
         return process.terminationStatus
     }
 
-    /// Stops the process by its pid (SIGTERM, a graceful shutdown).
-    func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+    /// Stops the process by its pid: SIGTERM (a graceful shutdown) unless told otherwise
+    /// (`erl -noshell` does not act on SIGTERM).
+    func stop(signal: Int32 = SIGTERM) {
+        if process.isRunning { kill(process.processIdentifier, signal) }
         process.waitUntilExit()
     }
 }

@@ -1,0 +1,52 @@
+import Foundation
+import JunctionErlang
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Real OTP peers for interop tests: `erl` nodes and `epmd` started on loopback with
+/// their own epmd port, stopped by pid. They fail (never skip) when erlang-nox is missing.
+enum Erl {
+    static var baseEnvironment: [String: String] {
+        let environment = ProcessInfo.processInfo.environment
+        return ["PATH": environment["PATH"] ?? "/usr/bin:/bin", "HOME": environment["HOME"] ?? NSTemporaryDirectory()]
+    }
+
+    /// A long-running `erl -name NAME` registered with the epmd on `epmdPort`; it prints
+    /// `ready` once distribution is up, then runs `then` (Erlang expressions).
+    static func node(_ name: String, cookie: String, epmdPort: Int, then: String = "receive after infinity -> ok end") throws -> NodeProcess {
+        var environment = baseEnvironment
+        environment["ERL_EPMD_PORT"] = "\(epmdPort)"
+        let script = "io:format(\"ready~n\"), \(then)"
+        return try NodeProcess(
+            binary: URL(fileURLWithPath: "/usr/bin/env"),
+            arguments: ["erl", "-name", name, "-setcookie", cookie, "-start_epmd", "false", "-noshell", "-eval", script],
+            environment: environment)
+    }
+
+    /// Runs `script` on a short-lived `erl -name NAME` node and returns what it printed.
+    static func run(_ name: String, cookie: String, epmdPort: Int, _ script: String) async throws -> String {
+        let node = try node(name, cookie: cookie, epmdPort: epmdPort, then: "\(script), halt().")
+        let status = await node.exitStatus()
+        guard status == 0 else {
+            throw CommandLineFailure(message: "erl \(name) exited with \(status) (is erlang-nox installed?): \(node.standardOutput)\(node.output)")
+        }
+        return node.standardOutput
+    }
+
+    /// A real `epmd` on a free loopback port, started in the foreground.
+    static func epmd() async throws -> (process: NodeProcess, port: Int) {
+        let port = try await freePort()
+        let process = try NodeProcess(binary: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["epmd", "-port", "\(port)", "-d"], environment: baseEnvironment)
+        try await process.waitForLine(containing: "epmd running")
+        return (process, port)
+    }
+
+    /// A loopback port nothing listens on (the kernel picks it, then it is released).
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
+}
