@@ -1,11 +1,11 @@
 import JunctionCore
-import JunctionNative
 import JunctionTerm
 import Synchronization
 
 /// A message waiting for its connection to finish dialling.
 struct PendingMessage: Sendable {
     var destination: Destination
+    var sender: Pid
     var streamKey: UInt32
     var payload: Payload
     var size: Int
@@ -42,13 +42,13 @@ final class ConnectionTable: Sendable {
     }
 
     enum Entry: Sendable {
-        case connected(NativeConnection)
+        case connected(any PeerConnection)
         case dialling(Dial)
     }
 
     /// What `route` decided for one send.
     enum Routing {
-        case connection(NativeConnection)
+        case connection(any PeerConnection)
         /// Queued behind a dial in progress, whose `outcome` tells whether the message
         /// went out; `startDial` is true for the caller that must run the dial.
         case queued(DialOutcome, startDial: Bool)
@@ -94,8 +94,8 @@ final class ConnectionTable: Sendable {
     /// Installs an established connection; flushes what waited for it, in order.
     /// Returns the connection it replaced, if any, for the caller to close.
     @discardableResult
-    func install(_ connection: NativeConnection, send: (NativeConnection, PendingMessage) throws -> Void) -> NativeConnection? {
-        let (outcome, replaced) = entries.withLock { entries -> (DialOutcome?, NativeConnection?) in
+    func install(_ connection: any PeerConnection, send: (any PeerConnection, PendingMessage) throws -> Void) -> (any PeerConnection)? {
+        let (outcome, replaced) = entries.withLock { entries -> (DialOutcome?, (any PeerConnection)?) in
             let peer = connection.peer.atom
             switch entries[peer] {
             case .dialling(let dial):
@@ -125,7 +125,7 @@ final class ConnectionTable: Sendable {
     }
 
     /// Forgets `connection` if it is still the one in use for its peer.
-    func remove(_ connection: NativeConnection) {
+    func remove(_ connection: any PeerConnection) {
         entries.withLock { entries in
             if case .connected(let current) = entries[connection.peer.atom], current === connection {
                 entries[connection.peer.atom] = nil
@@ -141,14 +141,14 @@ final class ConnectionTable: Sendable {
         }
     }
 
-    func connection(_ peer: Atom) -> NativeConnection? {
+    func connection(_ peer: Atom) -> (any PeerConnection)? {
         entries.withLock { entries in
             if case .connected(let connection) = entries[peer] { return connection }
             return nil
         }
     }
 
-    func all() -> [NativeConnection] {
+    func all() -> [any PeerConnection] {
         entries.withLock { entries in
             entries.values.compactMap { if case .connected(let connection) = $0 { connection } else { nil } }
         }

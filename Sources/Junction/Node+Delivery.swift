@@ -13,7 +13,7 @@ extension Node: NativeStackDelegate {
         if connections.isDialling(peer.atom), name > peer {
             return .reject(.simultaneous, "\(name) is dialling \(peer) at the same time and wins the tie-break (greater name); use its connection")
         }
-        if let existing = connections.connection(peer.atom), existing.direction == .outgoing, name > peer {
+        if let existing = connections.connection(peer.atom), existing.isOutgoing, name > peer {
             return .reject(.simultaneous, "\(name) already has a connection it dialled to \(peer), which wins the tie-break (greater name); use it")
         }
         return .accept(cookie: routeCookie ?? cookie)

@@ -1,4 +1,5 @@
 import JunctionCore
+import JunctionErlang
 import JunctionNative
 import JunctionTerm
 import JunctionTransport
@@ -11,8 +12,9 @@ import Synchronization
 /// connections are chosen as DESIGN.md "How an outgoing connection is chosen" says.
 public final class Node: Sendable {
     public let name: NodeName
-    /// Distinguishes this incarnation of the node in the pids and references it mints.
-    public let creation: UInt32
+    /// Distinguishes this incarnation of the node in the pids and references it mints:
+    /// the creation epmd gave its first Erlang stack, or a random one.
+    public var creation: UInt32 { runtime.withLock { $0.creation } }
     public let config: JunctionConfig
     /// The static routing table; routes can be added and removed while running.
     public let routes: RouteTable
@@ -23,10 +25,13 @@ public final class Node: Sendable {
     let logger: Logger
     let processes = ProcessRegistry()
     let connections: ConnectionTable
-    let runtime = Mutex(Runtime())
+    let watchers = Watchers()
+    let runtime: Mutex<Runtime>
 
     struct Runtime: Sendable {
+        var creation: UInt32
         var stacks: [String: NativeStack] = [:]
+        var erlangStacks: [String: ErlangStack] = [:]
         var registrars: [String: EmbeddedRegistrar] = [:]
         var listening: [String: [SocketAddress]] = [:]
         var dials: [Atom: Task<Void, Never>] = [:]
@@ -34,7 +39,7 @@ public final class Node: Sendable {
 
     init(config: JunctionConfig, name: NodeName, cookie: Secret, routes: RouteTable, hidden: Bool, group: any EventLoopGroup, logger: Logger) {
         self.name = name
-        self.creation = UInt32.random(in: 1...UInt32.max)
+        self.runtime = Mutex(Runtime(creation: UInt32.random(in: 1...UInt32.max)))
         self.config = config
         self.routes = routes
         self.hidden = hidden
@@ -67,6 +72,10 @@ public final class Node: Sendable {
 
     func startStacks() async throws {
         for settings in config.stacks {
+            if settings.kind == .erlang {
+                try await startErlangStack(settings)
+                continue
+            }
             let identity = HandshakeIdentity(
                 name: name, cookie: cookie, flags: settings.compression.enabled ? [.compression] : [], maxMessageSize: settings.maxMessageSize)
             let stack = NativeStack(settings: settings, local: identity, group: group, delegate: self, logger: logger)
@@ -86,6 +95,23 @@ public final class Node: Sendable {
         }
     }
 
+    func startErlangStack(_ settings: StackSettings) async throws {
+        let stack = ErlangStack(settings: settings, name: name, cookie: cookie, creation: creation, group: group, delegate: self, logger: logger)
+        let first = runtime.withLock { runtime in
+            defer { runtime.erlangStacks[settings.name] = stack }
+            return runtime.erlangStacks.isEmpty
+        }
+        if first { try startNetKernel() }
+        guard !hidden else { return }
+        let address = try await stack.start()
+        runtime.withLock { runtime in
+            runtime.listening[settings.name] = [address]
+            if first { runtime.creation = stack.creation }
+        }
+        logger.info(
+            "stack \(settings.name) (erlang) listens on \(address.ipAddress ?? "?"):\(address.port ?? 0); registered as '\(name.alive)' with epmd at \(settings.erlang.epmdHost):\(settings.erlang.epmdPort)\(stack.runsEpmd ? " (run by this node)" : ""), creation \(stack.creation)")
+    }
+
     /// The addresses each stack listens on.
     public var listening: [String: [SocketAddress]] { runtime.withLock { $0.listening } }
 
@@ -95,7 +121,13 @@ public final class Node: Sendable {
     public var executor: EventLoopExecutor { EventLoopExecutor(group.next()) }
 
     /// The live connection to `peer`, if any.
-    public func connection(to peer: NodeName) -> NativeConnection? { connections.connection(peer.atom) }
+    public func connection(to peer: NodeName) -> NativeConnection? { connections.connection(peer.atom) as? NativeConnection }
+
+    /// The live Erlang distribution connection to `peer`, if any.
+    public func erlangConnection(to peer: NodeName) -> ErlangConnection? { connections.connection(peer.atom) as? ErlangConnection }
+
+    /// An Erlang stack by name.
+    public func erlangStack(_ name: String) -> ErlangStack? { runtime.withLock { $0.erlangStacks[name] } }
 
     /// The registrar of a stack (for its events and resolver).
     public func registrar(stack: String) -> EmbeddedRegistrar? { runtime.withLock { $0.registrars[stack] } }
@@ -128,11 +160,17 @@ public final class Node: Sendable {
                 return
             }
             peer = pid.node
+        case .alias(let alias):
+            // This node mints no aliases: a local one names no process.
+            guard alias.node != name.atom else { return }
+            peer = alias.node
         }
+        let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
-        switch try connections.route(peer, message: PendingMessage(destination: destination, streamKey: streamKey, payload: payload, size: payload.estimatedSize)) {
+        let pending = PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize)
+        switch try connections.route(peer, message: pending) {
         case .connection(let connection):
-            if try Self.send(payload, to: destination, streamKey: streamKey, on: connection) {
+            if try connection.send(payload, to: destination, from: sender, streamKey: streamKey) {
                 try await connection.waitUntilWritable(streamKey: streamKey)
             }
         case .queued(let outcome, let startDial):
@@ -141,14 +179,8 @@ public final class Node: Sendable {
         }
     }
 
-    /// Queues on `connection`; true when the link is backed up.
-    @discardableResult
-    static func send(_ payload: Payload, to destination: Destination, streamKey: UInt32, on connection: NativeConnection) throws -> Bool {
-        switch destination {
-        case .name(let process, _): return try connection.send(toName: process, streamKey: streamKey, payload: payload)
-        case .pid(let pid): return try connection.send(toPid: pid, streamKey: streamKey, payload: payload)
-        }
-    }
+    /// The sender of messages sent on the node's behalf rather than a process's.
+    var systemPid: Pid { Pid(node: name.atom, id: 0, serial: 0, creation: creation) }
 
     /// The stream key of a (sender, receiver) pair: the same pair always maps to the
     /// same key, so a link pool keeps their frames on one slot, in order.
@@ -158,6 +190,7 @@ public final class Node: Sendable {
         switch destination {
         case .name(let process, _): hasher.add(process)
         case .pid(let pid): hasher.add(pid.id)
+        case .alias(let alias): for word in alias.ids { hasher.add(word) }
         }
         return hasher.value
     }
@@ -176,13 +209,27 @@ public final class Node: Sendable {
             let connection = try await connect(target)
             // `established` installed it already; make sure (it may have replaced an older one).
             if connections.connection(peer) !== connection { install(connection) }
-        } catch let error as HandshakeError where error.reason == .simultaneous && error.fromPeer {
+        } catch let error where Self.lostTieBreak(error) {
             // The peer's own dial won the tie-break; its connection arrives as incoming.
             await awaitIncoming(peer)
         } catch {
             logger.notice("cannot connect to \(peer): \(error)")
             connections.failDial(peer, error: error)
         }
+    }
+
+    /// The dial met the peer's own concurrent dial (either side may have refused).
+    static func isSimultaneous(_ error: any Error) -> Bool {
+        if let error = error as? HandshakeError { return error.reason == .simultaneous }
+        if let error = error as? ErlangHandshakeError { return error.reason == .simultaneous }
+        return false
+    }
+
+    /// The peer refused this dial because its own concurrent dial wins.
+    static func lostTieBreak(_ error: any Error) -> Bool {
+        if let error = error as? HandshakeError { return error.reason == .simultaneous && error.fromPeer }
+        if let error = error as? ErlangHandshakeError { return error.reason == .simultaneous }
+        return false
     }
 
     /// After losing a simultaneous-connect tie-break: wait one handshake deadline for the
@@ -204,14 +251,14 @@ public final class Node: Sendable {
     }
 
     /// Tries the candidate routes for `peer` in order until one connects.
-    func connect(_ peer: NodeName) async throws -> NativeConnection {
+    func connect(_ peer: NodeName) async throws -> any PeerConnection {
         let matches = routes.route(for: peer.description)
         var attempts: [String] = []
         for entry in matches {
             let label = "route '\(entry.match)' (weight \(entry.weight))"
             do {
                 return try await connect(peer, via: entry.route)
-            } catch let error as HandshakeError where error.reason == .simultaneous {
+            } catch let error where Self.isSimultaneous(error) {
                 throw error
             } catch {
                 attempts.append("\(label): \(error)")
@@ -221,7 +268,7 @@ public final class Node: Sendable {
             let stack = config.defaultStack.name
             do {
                 return try await connect(peer, via: NetworkRoute(resolver: stack))
-            } catch let error as HandshakeError where error.reason == .simultaneous {
+            } catch let error where Self.isSimultaneous(error) {
                 throw error
             } catch {
                 attempts.append("default resolver (stack \(stack)): \(error)")
@@ -231,17 +278,24 @@ public final class Node: Sendable {
     }
 
     /// Resolves (or takes the explicit address of) one network route and dials it.
-    func connect(_ peer: NodeName, via route: NetworkRoute) async throws -> NativeConnection {
+    func connect(_ peer: NodeName, via route: NetworkRoute) async throws -> any PeerConnection {
         let resolved: ResolvedRoute
         if let resolverName = route.resolver {
-            guard let registrar = registrar(stack: resolverName) else { throw RouteUnusable("no stack named '\(resolverName)'") }
-            resolved = try await registrar.resolve(peer).merged(with: route.explicit)
+            if let erlang = erlangStack(resolverName) {
+                resolved = try await erlang.resolve(peer).merged(with: route.explicit)
+            } else {
+                guard let registrar = registrar(stack: resolverName) else { throw RouteUnusable("no stack named '\(resolverName)'") }
+                resolved = try await registrar.resolve(peer).merged(with: route.explicit)
+            }
         } else if let explicit = route.explicit, let host = explicit.host, let port = explicit.port {
             resolved = ResolvedRoute(
                 stack: explicit.stack ?? config.defaultStack.name, host: host, port: port, tls: explicit.tls ?? false,
                 handshakeVersion: explicit.handshakeVersion ?? 1, protocolVersion: explicit.protocolVersion ?? 1)
         } else {
             throw RouteUnusable("the route names neither a resolver nor a host and port")
+        }
+        if let erlang = erlangStack(resolved.stack) {
+            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie)
         }
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
         let compression = route.compression ?? stack.settings.compression
@@ -253,9 +307,9 @@ public final class Node: Sendable {
             logLevel: route.logLevel)
     }
 
-    func install(_ connection: NativeConnection) {
+    func install(_ connection: any PeerConnection) {
         let replaced = connections.install(connection) { connection, message in
-            try Self.send(message.payload, to: message.destination, streamKey: message.streamKey, on: connection)
+            _ = try connection.send(message.payload, to: message.destination, from: message.sender, streamKey: message.streamKey)
         }
         replaced?.close()
     }
@@ -268,10 +322,11 @@ public final class Node: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for connection in connections.all() { group.addTask { await connection.closeAndWait() } }
         }
-        let (stacks, registrars, dials) = runtime.withLock { ($0.stacks.values, $0.registrars.values, $0.dials.values) }
+        let (stacks, erlangStacks, registrars, dials) = runtime.withLock { ($0.stacks.values, $0.erlangStacks.values, $0.registrars.values, $0.dials.values) }
         for dial in dials { dial.cancel() }
         for registrar in registrars { await registrar.shutdown() }
         for stack in stacks { await stack.shutdown() }
+        for stack in erlangStacks { await stack.shutdown() }
     }
 
     /// The routes `junction routes NODE` prints: static matches in trial order, then the

@@ -6,11 +6,15 @@ import Synchronization
 public enum Destination: Sendable, Hashable, CustomStringConvertible {
     case name(String, on: NodeName)
     case pid(Pid)
+    /// A process alias (an Erlang reference that stands for a process), as `gen_server`
+    /// calls from Erlang carry in their reply tag.
+    case alias(Reference)
 
     public var description: String {
         switch self {
         case .name(let name, let node): return "\(name) on \(node)"
         case .pid(let pid): return "\(pid)"
+        case .alias(let alias): return "alias \(alias)"
         }
     }
 }
@@ -57,10 +61,12 @@ public final class ProcessHandle: Sendable {
         try await node.send(.term(term), to: destination, from: pid)
     }
 
-    /// Unregisters the process and closes its mailbox.
+    /// Unregisters the process and closes its mailbox; Erlang processes monitoring or
+    /// linked to it hear `normal`.
     public func exit() {
         node.processes.remove(self)
         mailbox.close()
+        node.notifyWatchers(of: self, reason: .atom("normal"))
     }
 }
 

@@ -34,7 +34,7 @@ struct CompressionIntegrationTests {
         let messages = jsonRecords(300, size: 2048) + [.atom("small"), .binary([UInt8](repeating: 7, count: 1025))]
         for message in messages { try await sender.send(message, to: .name("sink", on: "b@localhost")) }
         for message in messages { #expect(try await sink.receive(timeout: .seconds(10)).term() == message) }
-        #expect(a.connections.all().first?.compression?.mode.rawValue == mode)
+        #expect(a.connection(to: "b@localhost")?.compression?.mode.rawValue == mode)
         await a.shutdown()
         await b.shutdown()
         await registrar.shutdown()
@@ -50,8 +50,8 @@ struct CompressionIntegrationTests {
         let message = jsonRecords(1, size: 4096)[0]
         try await sender.send(message, to: .name("sink", on: "b@localhost"))
         #expect(try await sink.receive(timeout: .seconds(10)).term() == message)
-        #expect(a.connections.all().first?.compression == nil)
-        #expect(b.connections.all().first?.compression == nil)
+        #expect(a.connection(to: "b@localhost")?.compression == nil)
+        #expect(b.connection(to: "a@localhost")?.compression == nil)
         await a.shutdown()
         await b.shutdown()
         await registrar.shutdown()

@@ -120,7 +120,7 @@ public struct CookieSource: Sendable, Hashable, Decodable {
 
 /// `stacks[]` — one network stack: its kind, acceptors and registrar.
 public struct StackSettings: Sendable, Decodable {
-    public enum Kind: String, Sendable, Decodable, CaseIterable { case native }
+    public enum Kind: String, Sendable, Decodable, CaseIterable { case native, erlang }
 
     public var name: String
     public var kind: Kind
@@ -135,13 +135,15 @@ public struct StackSettings: Sendable, Decodable {
     /// A frame queued sooner than this after a link's last write waits until this long
     /// after it, so a steady stream shares writes; zero writes every frame at once.
     public var writeCoalescing: ConfigDuration
+    /// Settings of an `erlang` stack.
+    public var erlang: ErlangSettings
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing, erlang }
 
     public init(
         name: String, kind: Kind = .native, acceptors: [AcceptorSettings] = [.init()], registrar: RegistrarSettings = .init(),
         handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20, compression: CompressionSettings = .init(),
-        writeCoalescing: ConfigDuration = .microseconds(50)
+        writeCoalescing: ConfigDuration = .microseconds(50), erlang: ErlangSettings = .init()
     ) {
         self.name = name
         self.kind = kind
@@ -151,6 +153,7 @@ public struct StackSettings: Sendable, Decodable {
         self.maxMessageSize = maxMessageSize
         self.compression = compression
         self.writeCoalescing = writeCoalescing
+        self.erlang = erlang
     }
 
     public init(from decoder: Decoder) throws {
@@ -167,11 +170,53 @@ public struct StackSettings: Sendable, Decodable {
         maxMessageSize = try container.value(.maxMessageSize, default: 64 << 20)
         compression = try container.value(.compression, default: CompressionSettings())
         writeCoalescing = try container.value(.writeCoalescing, default: .microseconds(50))
+        erlang = try container.value(.erlang, default: ErlangSettings())
+        if kind != .erlang, container.contains(.erlang) {
+            throw invalid(decoder.codingPath + [CodingKeys.erlang], "only a stack of kind 'erlang' takes Erlang settings")
+        }
         guard writeCoalescing.nanoseconds <= 10_000_000 else {
             throw invalid(decoder.codingPath + [CodingKeys.writeCoalescing], "must be at most 10ms, not \(writeCoalescing): it delays frames under load by up to that much")
         }
         guard (1024...(1 << 30)).contains(maxMessageSize) else {
             throw invalid(decoder.codingPath + [CodingKeys.maxMessageSize], "must be between 1024 and 1073741824 bytes, not \(maxMessageSize)")
+        }
+    }
+}
+
+/// `stacks[].erlang` — how an `erlang` stack meets epmd and keeps connections alive.
+public struct ErlangSettings: Sendable, Hashable, Decodable {
+    /// Where this host's epmd listens (the node registers there).
+    public var epmdHost: String
+    /// epmd's port on every host (resolving `name@host` asks `host:epmdPort`).
+    public var epmdPort: Int
+    /// Start an embedded epmd when nothing listens on the epmd port.
+    public var embeddedEpmd: Bool
+    /// A peer silent this long is lost; a tick goes out after a quarter of it without
+    /// writes (OTP's `net_ticktime`).
+    public var netTickTime: ConfigDuration
+    /// A hidden node: Erlang peers list it in `nodes(hidden)` only.
+    public var hidden: Bool
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case epmdHost, epmdPort, embeddedEpmd, netTickTime, hidden }
+
+    public init(epmdHost: String = "127.0.0.1", epmdPort: Int = 4369, embeddedEpmd: Bool = true, netTickTime: ConfigDuration = .seconds(60), hidden: Bool = false) {
+        self.epmdHost = epmdHost
+        self.epmdPort = epmdPort
+        self.embeddedEpmd = embeddedEpmd
+        self.netTickTime = netTickTime
+        self.hidden = hidden
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        epmdHost = try container.value(.epmdHost, default: "127.0.0.1")
+        epmdPort = try container.value(.epmdPort, default: 4369)
+        embeddedEpmd = try container.value(.embeddedEpmd, default: true)
+        netTickTime = try container.value(.netTickTime, default: .seconds(60))
+        hidden = try container.value(.hidden, default: false)
+        try checkPort(epmdPort, decoder.codingPath + [CodingKeys.epmdPort])
+        guard netTickTime.nanoseconds >= 1_000_000_000 else {
+            throw invalid(decoder.codingPath + [CodingKeys.netTickTime], "must be at least 1s, not \(netTickTime)")
         }
     }
 }

@@ -1,0 +1,133 @@
+import JunctionCore
+import JunctionTerm
+import NIOCore
+import Synchronization
+
+/// An established Erlang distribution connection. Sends from any thread are encoded into
+/// one pending buffer and written with one write and flush per batch on the event loop.
+public final class ErlangConnection: Sendable, CustomStringConvertible {
+    public enum Direction: String, Sendable {
+        case incoming, outgoing
+    }
+
+    public let peer: NodeName
+    public let stack: String
+    public let direction: Direction
+    public let negotiated: ErlangHandshakeResult
+    public let remoteAddress: String
+    let channel: any Channel
+    let writer: Mutex<Writer>
+    let highWaterMark = 4 << 20
+
+    struct Writer: ~Copyable {
+        var encoder: DistributionEncoder
+        var pending = ByteBuffer()
+        var flushScheduled = false
+        var closed = false
+        /// Set on every write; the tick timer reads it.
+        var wroteSinceTick = false
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+    }
+
+    init(peer: NodeName, stack: String, direction: Direction, negotiated: ErlangHandshakeResult, channel: any Channel) {
+        self.peer = peer
+        self.stack = stack
+        self.direction = direction
+        self.negotiated = negotiated
+        self.channel = channel
+        self.remoteAddress = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        self.writer = Mutex(Writer(encoder: DistributionEncoder(flags: negotiated.flags)))
+    }
+
+    public var description: String { "\(direction) erlang connection to \(peer) at \(remoteAddress)" }
+
+    /// Queues one message; returns true when the connection is backed up (call
+    /// `waitUntilWritable`).
+    @discardableResult
+    public func send(_ message: DistributionMessage) throws -> Bool {
+        let (schedule, backedUp) = try writer.withLock { (writer) throws(any Error) -> (Bool, Bool) in
+            guard !writer.closed else { throw DistributionError("the connection to \(peer) is closed; the message was not sent") }
+            let start = writer.pending.writerIndex
+            do {
+                try writer.encoder.encode(message, into: &writer.pending)
+            } catch {
+                writer.pending.moveWriterIndex(to: start)
+                throw error
+            }
+            let schedule = !writer.flushScheduled
+            writer.flushScheduled = true
+            return (schedule, writer.pending.readableBytes > highWaterMark)
+        }
+        if schedule { channel.eventLoop.execute { self.flush() } }
+        return backedUp
+    }
+
+    /// Suspends while more than the high-water mark waits to be written or the socket is
+    /// not writable.
+    public func waitUntilWritable() async throws {
+        guard isBackedUp() else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let resume = writer.withLock { writer -> Bool in
+                if writer.closed || writer.pending.readableBytes <= highWaterMark && channel.isWritable { return true }
+                writer.waiters.append(continuation)
+                return false
+            }
+            if resume { continuation.resume() }
+        }
+    }
+
+    func isBackedUp() -> Bool {
+        writer.withLock { $0.pending.readableBytes > highWaterMark } || !channel.isWritable
+    }
+
+    func flush() {
+        let (batch, waiters) = writer.withLock { writer -> (ByteBuffer?, [CheckedContinuation<Void, any Error>]) in
+            writer.flushScheduled = false
+            guard writer.pending.readableBytes > 0, !writer.closed else { return (nil, []) }
+            let batch = writer.pending
+            writer.pending = channel.allocator.buffer(capacity: 4096)
+            writer.wroteSinceTick = true
+            defer { writer.waiters = [] }
+            return (batch, writer.waiters)
+        }
+        if let batch { channel.writeAndFlush(batch, promise: nil) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// A tick (an empty packet), unless something else was written since the last check.
+    func tickIfIdle() {
+        let idle = writer.withLock { writer -> Bool in
+            defer { writer.wroteSinceTick = false }
+            return !writer.wroteSinceTick && !writer.flushScheduled
+        }
+        if idle { writeTick() }
+    }
+
+    func writeTick() {
+        var tick = channel.allocator.buffer(capacity: 4)
+        tick.writeInteger(UInt32(0))
+        channel.writeAndFlush(tick, promise: nil)
+    }
+
+    func markClosed() {
+        let waiters = writer.withLock { writer -> [CheckedContinuation<Void, any Error>] in
+            writer.closed = true
+            defer { writer.waiters = [] }
+            return writer.waiters
+        }
+        for waiter in waiters { waiter.resume(throwing: DistributionError("the connection to \(peer) closed")) }
+    }
+
+    /// Writes what is pending, then closes.
+    public func close() {
+        channel.eventLoop.execute {
+            self.flush()
+            self.channel.close(promise: nil)
+        }
+    }
+
+    public func closeAndWait() async {
+        close()
+        try? await channel.closeFuture.get()
+    }
+}

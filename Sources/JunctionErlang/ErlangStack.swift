@@ -1,0 +1,196 @@
+import JunctionCore
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// What the node decides and learns about the Erlang stack's connections.
+public protocol ErlangStackDelegate: AnyObject, Sendable {
+    /// An Erlang node is connecting: accept it (with the cookie for it) or not.
+    func admit(peer: NodeName, stack: ErlangStack) -> ErlangHandshake.Admission
+    func established(_ connection: ErlangConnection)
+    /// One distribution message; throwing closes that connection only.
+    func received(_ message: DistributionMessage, on connection: ErlangConnection) throws
+    func closed(_ connection: ErlangConnection, error: (any Error)?)
+}
+
+/// The Erlang distribution stack of one node: an acceptor registered with epmd (the
+/// embedded one when none runs), a resolver asking each host's epmd, and a dialler.
+public final class ErlangStack: Sendable {
+    public let name: String
+    public let settings: StackSettings
+    public var erlang: ErlangSettings { settings.erlang }
+    let nodeName: NodeName
+    let cookie: Secret
+    let group: any EventLoopGroup
+    let logger: Logger
+    unowned let delegate: any ErlangStackDelegate
+    let runtime: Mutex<Runtime>
+
+    struct Runtime: Sendable {
+        var creation: UInt32
+        var registered = false
+        var port: Int?
+        var registration: EpmdRegistration?
+        var server: EpmdServer?
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var stopping = false
+    }
+
+    /// `creation` serves until epmd gives one (a node that does not register keeps it).
+    public init(
+        settings: StackSettings, name: NodeName, cookie: Secret, creation: UInt32, group: any EventLoopGroup, delegate: any ErlangStackDelegate, logger: Logger
+    ) {
+        self.name = settings.name
+        self.settings = settings
+        self.nodeName = name
+        self.cookie = cookie
+        self.group = group
+        self.delegate = delegate
+        var logger = logger
+        logger[metadataKey: "junction.stack"] = "\(settings.name)"
+        self.logger = logger
+        self.runtime = Mutex(Runtime(creation: creation))
+    }
+
+    /// The creation epmd gave this node (the one given at init before `start`).
+    public var creation: UInt32 { runtime.withLock { $0.creation } }
+
+    /// Whether this node runs the host's epmd.
+    public var runsEpmd: Bool { runtime.withLock { $0.server != nil } }
+
+    /// The flags this node offers.
+    public var flags: DistributionFlags {
+        erlang.hidden ? DistributionFlags.offered : DistributionFlags.offered.union(.published)
+    }
+
+    var epmd: EpmdClient { EpmdClient(host: erlang.epmdHost, port: erlang.epmdPort, group: group, timeout: settings.handshakeTimeout.timeAmount) }
+
+    /// Binds the acceptor and registers with epmd (starting the embedded one when nothing
+    /// listens on the epmd port). Returns the bound address.
+    public func start() async throws -> SocketAddress {
+        let acceptor = settings.acceptors.first ?? AcceptorSettings()
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
+                    self.track(channel)
+                }
+            }
+            .bind(host: acceptor.host, port: acceptor.port)
+            .get()
+        track(server)
+        let address = server.localAddress!
+        runtime.withLock { $0.port = address.port }
+        try await register()
+        return address
+    }
+
+    /// Registers this node's name and port, as a client of the host's epmd or, when
+    /// nothing answers there, by running the embedded one.
+    func register() async throws {
+        guard let port = runtime.withLock({ $0.port }) else { return }
+        let entry = EpmdProtocol.Entry(alive: nodeName.alive, port: UInt16(port), hidden: erlang.hidden)
+        let registration: EpmdRegistration
+        do {
+            registration = try await epmd.register(entry)
+        } catch let error as EpmdProtocol.Failure where erlang.embeddedEpmd && error.description.hasPrefix("cannot reach") {
+            do {
+                let server = try await EpmdServer.start(host: erlang.epmdHost, port: erlang.epmdPort, group: group, logger: logger)
+                runtime.withLock { $0.server = server }
+            } catch {
+                // Another process started an epmd meanwhile: register with it.
+                logger.debug("could not start the embedded epmd (\(error)); registering with the one that started meanwhile")
+            }
+            registration = try await epmd.register(entry)
+        }
+        let stopping = runtime.withLock { runtime -> Bool in
+            if !runtime.registered { runtime.creation = registration.creation }
+            runtime.registered = true
+            runtime.registration = registration
+            return runtime.stopping
+        }
+        if stopping {
+            await registration.close()
+            return
+        }
+        registration.ended.whenComplete { _ in self.registrationEnded(registration) }
+    }
+
+    /// epmd went away (its node stopped): register again, running epmd if nobody else
+    /// does, so Erlang nodes can still find this one.
+    func registrationEnded(_ registration: EpmdRegistration) {
+        guard runtime.withLock({ !$0.stopping && $0.registration === registration }) else { return }
+        logger.notice("the registration with epmd at \(erlang.epmdHost):\(erlang.epmdPort) ended; registering again")
+        Task {
+            for attempt in 0..<8 {
+                do {
+                    try await self.register()
+                    return
+                } catch {
+                    self.logger.warning("registering with epmd failed (attempt \(attempt + 1)): \(error)")
+                    try? await Task.sleep(for: .milliseconds(100 << attempt))
+                }
+            }
+        }
+    }
+
+    /// Asks the epmd of `peer`'s host where it listens.
+    public func resolve(_ peer: NodeName) async throws -> ResolvedRoute {
+        let client = EpmdClient(host: peer.host, port: erlang.epmdPort, group: group, timeout: settings.handshakeTimeout.timeAmount)
+        guard let entry = try await client.resolve(peer.alive) else {
+            throw EpmdProtocol.Failure("epmd at \(peer.host):\(erlang.epmdPort) has no node named '\(peer.alive)'; is \(peer) running?")
+        }
+        guard entry.highestVersion >= 6 else {
+            throw EpmdProtocol.Failure("\(peer) speaks distribution versions \(entry.lowestVersion)...\(entry.highestVersion); this node needs version 6 (OTP 23 or later)")
+        }
+        return ResolvedRoute(stack: name, host: peer.host, port: Int(entry.port), handshakeVersion: Int(entry.highestVersion), protocolVersion: 0)
+    }
+
+    /// Dials `route` and runs the handshake as `peer`'s initiator with `cookie`.
+    public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret?) async throws -> ErlangConnection {
+        let promise = group.next().makePromise(of: ErlangConnection.self)
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(settings.handshakeTimeout.timeAmount)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise))
+                    }
+                }
+                .connect(host: route.host, port: route.port)
+                .get()
+            track(channel)
+        } catch {
+            promise.fail(error)
+        }
+        return try await promise.futureResult.get()
+    }
+
+    func makeHandler(role: ErlangHandshake.Role, cookie: Secret?, established: EventLoopPromise<ErlangConnection>?) -> ErlangLinkHandler {
+        let identity = ErlangIdentity(name: nodeName, cookie: self.cookie, creation: creation, flags: flags)
+        let handshake = ErlangHandshake(role: role, local: identity, cookie: cookie, stepTimeout: settings.handshakeTimeout.timeAmount)
+        return ErlangLinkHandler(stack: self, handshake: handshake, established: established, logger: logger)
+    }
+
+    func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        runtime.withLock { $0.channels[id] = channel }
+        channel.closeFuture.whenComplete { _ in _ = self.runtime.withLock { $0.channels.removeValue(forKey: id) } }
+    }
+
+    /// Unregisters, stops the embedded epmd if this node runs it, and closes everything.
+    public func shutdown() async {
+        let (registration, server, channels) = runtime.withLock { runtime in
+            runtime.stopping = true
+            return (runtime.registration, runtime.server, Array(runtime.channels.values))
+        }
+        await registration?.close()
+        await server?.shutdown()
+        for channel in channels { try? await channel.close() }
+    }
+}

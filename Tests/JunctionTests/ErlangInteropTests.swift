@@ -1,0 +1,118 @@
+import Foundation
+import Junction
+import JunctionCore
+import JunctionErlang
+import JunctionTerm
+import NIOPosix
+import Testing
+
+/// A Junction node with a native stack (the default) and an `erlang` stack whose epmd
+/// port is `epmdPort`; routes send `e*@127.0.0.1` names over the Erlang stack with the
+/// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `startGateway`).
+func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s") throws -> JunctionConfig {
+    try ConfigLoader.load(yaml: """
+        node:
+          name: \(name)
+          cookie: {env: TEST_COOKIE}
+        stacks:
+          - name: native
+            kind: native
+            registrar: {host: 127.0.0.1, port: \(registrarPort)}
+          - name: otp
+            kind: erlang
+            acceptors: [{host: 127.0.0.1, port: 0}]
+            handshakeTimeout: 5s
+            erlang: {epmdPort: \(epmdPort), netTickTime: \(netTickTime)}
+        routes:
+          - match: "^e[0-9a-z_]*@127.0.0.1$"
+            resolver: otp
+            cookie: {env: ERLANG_COOKIE}
+        """)
+}
+
+/// Starts a node whose native cookie is `test-cookie` and Erlang route cookie `erlcookie`.
+func startGateway(_ config: JunctionConfig) async throws -> Node {
+    try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: quietLogger)
+}
+
+@Suite("Erlang interop")
+struct ErlangInteropTests {
+    /// Answers `gen_server` calls with `{echo, Request}` and `{From, big, Binary}` with
+    /// `{big_reply, Size, Binary}`.
+    static func serve(_ process: ProcessHandle) async {
+        while let message = try? await process.receive(), let term = try? message.term() {
+            if let call = GenCall(term) {
+                try? await process.reply(to: call, with: .tuple([.atom("echo"), call.request]))
+            } else if case .tuple(let fields) = term, fields.count == 3, case .pid(let from) = fields[0], fields[1] == .atom("big"), case .binary(let bytes) = fields[2] {
+                try? await process.send(.tuple([.atom("big_reply"), .int(bytes.count), .binary(bytes)]), to: .pid(from))
+            }
+        }
+    }
+
+    @Test("an OTP node pings Junction, calls a Junction process with gen_server:call, gets noproc for a missing name, and trades 200 KB messages in fragments")
+    func otpCallsJunction() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let epmdPort = try await Erl.freePort()
+        let node = try await startGateway(try gatewayConfig("jx@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
+        defer { Task { await node.shutdown() } }
+        #expect(node.erlangStack("otp")?.runsEpmd == true, "nothing listened on the epmd port, so the node runs the embedded epmd")
+        #expect(node.creation == node.erlangStack("otp")?.creation)
+        let svc = try node.spawn(name: "svc")
+        let server = Task { await Self.serve(svc) }
+        defer { server.cancel() }
+
+        let printed = try await Erl.run("e1@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, """
+            J = 'jx@127.0.0.1',
+            Ping = net_adm:ping(J),
+            Call = gen_server:call({svc, J}, hello),
+            NoProc = element(1, element(2, catch gen_server:call({nobody, J}, hi, 2000))),
+            Big = crypto:strong_rand_bytes(200000),
+            {svc, J} ! {self(), big, Big},
+            Back = receive {big_reply, Size, Bin} -> {Size, Bin =:= Big} after 5000 -> timeout end,
+            io:format("ping=~p call=~p noproc=~p big=~p visible=~p~n", [Ping, Call, NoProc, Back, lists:member(J, nodes())])
+            """)
+        #expect(printed.contains("ping=pong"), "\(printed)")
+        #expect(printed.contains("call={echo,hello}"), "\(printed)")
+        #expect(printed.contains("noproc=noproc"), "\(printed)")
+        #expect(printed.contains("big={200000,true}"), "\(printed)")
+        #expect(printed.contains("visible=true"), "\(printed)")
+    }
+
+    @Test("a Junction process reaches a registered process on an OTP node through the route's epmd resolver and cookie, and gets its reply")
+    func junctionSendsToOTP() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let (epmd, epmdPort) = try await Erl.epmd()
+        defer { epmd.stop(signal: SIGKILL) }
+        let erl = try Erl.node("e2@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, then: """
+            register(echo, spawn(fun Loop() -> receive {From, Msg} -> From ! {echo, Msg}, Loop() end end)),
+            io:format("echo up~n"),
+            receive after infinity -> ok end
+            """)
+        defer { erl.stop(signal: SIGKILL) }
+        try await erl.waitForLine(containing: "echo up")
+
+        let node = try await startGateway(try gatewayConfig("jy@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
+        defer { Task { await node.shutdown() } }
+        #expect(node.erlangStack("otp")?.runsEpmd == false, "a real epmd runs, so the node registers with it")
+        let me = try node.spawn()
+        try await me.send(.tuple([.pid(me.pid), .atom("hello")]), to: .name("echo", on: "e2@127.0.0.1"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("hello")]))
+        let connection = try #require(node.erlangConnection(to: "e2@127.0.0.1"))
+        #expect(connection.direction == .outgoing && connection.negotiated.flags.contains(.fragments))
+    }
+
+    @Test("a wrong cookie is refused and the node keeps serving Erlang peers")
+    func wrongCookie() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let epmdPort = try await Erl.freePort()
+        let node = try await startGateway(try gatewayConfig("jz@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
+        defer { Task { await node.shutdown() } }
+        let bad = try await Erl.run("e3@127.0.0.1", cookie: "wrong", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
+        #expect(bad.contains("ping=pang"), "\(bad)")
+        let good = try await Erl.run("e4@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
+        #expect(good.contains("ping=pong"), "\(good)")
+    }
+}
