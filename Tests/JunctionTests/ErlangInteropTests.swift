@@ -3,6 +3,7 @@ import Junction
 import JunctionCore
 import JunctionErlang
 import JunctionTerm
+import NIOCore
 import NIOPosix
 import Testing
 
@@ -37,12 +38,16 @@ func startGateway(_ config: JunctionConfig) async throws -> Node {
 
 @Suite("Erlang interop")
 struct ErlangInteropTests {
-    /// Answers `gen_server` calls with `{echo, Request}` and `{From, big, Binary}` with
-    /// `{big_reply, Size, Binary}`.
+    /// Answers `gen_server` calls with `{echo, Request}` (`pid` with its pid) and
+    /// `{From, big, Binary}` with `{big_reply, Size, Binary}`; exits on `stop`.
     static func serve(_ process: ProcessHandle) async {
         while let message = try? await process.receive(), let term = try? message.term() {
-            if let call = GenCall(term) {
-                try? await process.reply(to: call, with: .tuple([.atom("echo"), call.request]))
+            if term == .atom("stop") {
+                process.exit()
+                return
+            } else if let call = GenCall(term) {
+                let reply: Term = call.request == .atom("pid") ? .pid(process.pid) : .tuple([.atom("echo"), call.request])
+                try? await process.reply(to: call, with: reply)
             } else if case .tuple(let fields) = term, fields.count == 3, case .pid(let from) = fields[0], fields[1] == .atom("big"), case .binary(let bytes) = fields[2] {
                 try? await process.send(.tuple([.atom("big_reply"), .int(bytes.count), .binary(bytes)]), to: .pid(from))
             }
@@ -114,5 +119,80 @@ struct ErlangInteropTests {
         #expect(bad.contains("ping=pang"), "\(bad)")
         let good = try await Erl.run("e4@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
         #expect(good.contains("ping=pong"), "\(good)")
+    }
+
+    @Test("malformed and oversized packets close only their connection, with the reason logged; the node keeps serving Erlang peers")
+    func badPackets() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let epmdPort = try await Erl.freePort()
+        let logs = LogCapture()
+        let node = try await Node.start(
+            config: try gatewayConfig("jb@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort),
+            environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logs.logger)
+        defer { Task { await node.shutdown() } }
+        let address = try #require(node.listening["otp"]?.first)
+
+        let garbage = try await RawErlangPeer.connect(to: address, as: "eraw@127.0.0.1", target: "jb@127.0.0.1", cookie: "erlcookie")
+        try await garbage.writePacket([112, 131, 104, 2, 97])
+        _ = await garbage.bytesUntilClosed()
+        let huge = try await RawErlangPeer.connect(to: address, as: "eraw2@127.0.0.1", target: "jb@127.0.0.1", cookie: "erlcookie")
+        var header = ByteBuffer()
+        header.writeInteger(UInt32(1 << 30))
+        try await huge.channel.writeAndFlush(header)
+        _ = await huge.bytesUntilClosed()
+        #expect(logs.contains("malformed"), "\(logs.all)")
+        #expect(logs.contains("over the maximum message size"), "\(logs.all)")
+
+        let good = try await Erl.run("e5@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jb@127.0.0.1')])")
+        #expect(good.contains("ping=pong"), "\(good)")
+    }
+
+    @Test("ticks: the node answers a tick, ticks an idle peer, and drops a peer silent for the tick time")
+    func ticks() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let epmdPort = try await Erl.freePort()
+        let logs = LogCapture()
+        let node = try await Node.start(
+            config: try gatewayConfig("jt@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort, netTickTime: "1s"),
+            environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logs.logger)
+        defer { Task { await node.shutdown() } }
+        let address = try #require(node.listening["otp"]?.first)
+        let peer = try await RawErlangPeer.connect(to: address, as: "etick@127.0.0.1", target: "jt@127.0.0.1", cookie: "erlcookie")
+        try await peer.writePacket([])
+        // The answer to our tick, then the node's own ticks while we stay silent, then
+        // the close after a second without a byte from us.
+        let bytes = await peer.bytesUntilClosed()
+        #expect(bytes.count >= 8 && bytes.allSatisfy { $0 == 0 }, "\(bytes)")
+        #expect(logs.contains("sent nothing (not even a tick) for 1 s"), "\(logs.all)")
+    }
+
+    @Test("an OTP process monitoring or linked to a Junction process hears when it exits")
+    func monitorsAndLinks() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let epmdPort = try await Erl.freePort()
+        let node = try await startGateway(try gatewayConfig("jm@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
+        defer { Task { await node.shutdown() } }
+        let monitored = try node.spawn(name: "monitored")
+        let linked = try node.spawn(name: "linked")
+        let servers = [Task { await Self.serve(monitored) }, Task { await Self.serve(linked) }]
+        defer { for server in servers { server.cancel() } }
+
+        let printed = try await Erl.run("e6@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, """
+            J = 'jm@127.0.0.1',
+            Ref = erlang:monitor(process, {monitored, J}),
+            {monitored, J} ! stop,
+            Down = receive {'DOWN', Ref, process, Obj, Why} -> {Obj, Why} after 5000 -> timeout end,
+            process_flag(trap_exit, true),
+            Pid = gen_server:call({linked, J}, pid),
+            link(Pid),
+            Pid ! stop,
+            Exit = receive {'EXIT', Pid, How} -> How after 5000 -> timeout end,
+            io:format("down=~p exit=~p~n", [Down, Exit])
+            """)
+        #expect(printed.contains("down={{monitored,'jm@127.0.0.1'},normal}"), "\(printed)")
+        #expect(printed.contains("exit=normal"), "\(printed)")
     }
 }

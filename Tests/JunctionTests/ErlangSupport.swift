@@ -1,4 +1,5 @@
 import Foundation
+import JunctionCore
 import JunctionErlang
 import Logging
 import NIOCore
@@ -48,5 +49,58 @@ enum Erl {
         let port = channel.localAddress!.port!
         try await channel.close()
         return port
+    }
+}
+
+/// A hand-driven Erlang distribution peer for protocol tests: the real handshake state
+/// machine over a real socket, then whatever packets a test crafts.
+final class RawErlangPeer: Sendable {
+    let channel: any Channel
+    let received: AsyncStream<ByteBuffer>
+
+    /// Connects to `address` and completes the handshake as `name` dialling `target`.
+    static func connect(to address: SocketAddress, as name: NodeName, target: NodeName, cookie: String) async throws -> RawErlangPeer {
+        let (stream, sink) = AsyncStream.makeStream(of: ByteBuffer.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RawPeer.Collector(sink: sink)) }
+            }
+            .connect(to: address).get()
+        var machine = ErlangHandshake(
+            role: .initiator(dialled: target),
+            local: ErlangIdentity(name: name, cookie: Secret(cookie), creation: 1, flags: DistributionFlags.mandatory26.union(.mandatory25Digest)),
+            stepTimeout: .seconds(5))
+        if case .send(let bytes) = machine.start(now: .now()) { try await channel.writeAndFlush(bytes) }
+        for await var bytes in stream {
+            for action in machine.receive(&bytes, now: .now()) {
+                switch action {
+                case .send(let reply): try await channel.writeAndFlush(reply)
+                case .completed: return RawErlangPeer(channel: channel, received: stream)
+                case .failed(let error, _): throw error
+                case .admit: break
+                }
+            }
+        }
+        throw DistributionError("the node closed the connection during the handshake")
+    }
+
+    init(channel: any Channel, received: AsyncStream<ByteBuffer>) {
+        self.channel = channel
+        self.received = received
+    }
+
+    /// Writes one packet (`Len:32` added).
+    func writePacket(_ payload: [UInt8]) async throws {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(payload.count))
+        buffer.writeBytes(payload)
+        try await channel.writeAndFlush(buffer)
+    }
+
+    /// Waits until the node closes the connection; returns every byte it sent until then.
+    func bytesUntilClosed() async -> [UInt8] {
+        var all: [UInt8] = []
+        for await bytes in received { all += bytes.readableBytesView }
+        return all
     }
 }
