@@ -132,4 +132,33 @@ struct ErlangHandshakeTests {
         }
         #expect(result.peerCreation == 99 && result.flags.contains(.v4NC))
     }
+
+    @Test("statuses: 'alive' is answered with 'true' and the handshake goes on; 'nok' is a lost tie-break; 'not_allowed' a refusal")
+    func statuses() {
+        let local = ErlangIdentity(name: "py@vm", cookie: Secret("X"), creation: 1, flags: minimal)
+        func afterStatus(_ status: String) -> [ErlangHandshake.Action] {
+            var handshake = ErlangHandshake(role: .initiator(dialled: "b@vm"), local: local, stepTimeout: .seconds(7))
+            _ = handshake.start(now: t0)
+            var bytes = ErlangHandshake.status(status)
+            return handshake.receive(&bytes, now: t0)
+        }
+        #expect(afterStatus("alive").map(sent) == [ErlangHandshake.status("true")])
+        #expect(afterStatus("ok_simultaneous").isEmpty)
+        guard case .failed(let nok, _) = afterStatus("nok").first, case .failed(let refused, _) = afterStatus("not_allowed").first else {
+            Issue.record("expected failures")
+            return
+        }
+        #expect(nok.reason == .simultaneous && refused.reason == .notAllowed)
+
+        // The acceptor's side of a tie-break it wins: 'nok', and its own dial goes on.
+        var acceptor = ErlangHandshake(role: .acceptor, local: local, stepTimeout: .seconds(7))
+        _ = acceptor.start(now: t0)
+        var name = hex("00 13 4e 00 00 00 0d 07 df 7f bd 6b 04 22 b4 00 04 63 40 76 6d")
+        _ = acceptor.receive(&name, now: t0)
+        guard case .failed(let error, let farewell) = acceptor.admit(.simultaneous, now: t0).first else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(error.reason == .simultaneous && farewell == ErlangHandshake.status("nok"))
+    }
 }
