@@ -53,8 +53,11 @@ struct ConfigTests {
     func embeddedDefault() throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Config/junction.yaml").path
         let config = try ConfigLoader.load(file: path)
-        #expect(config.stacks.map(\.name) == ["native"])
-        #expect(config.stacks[0].acceptors.allSatisfy { $0.host == "127.0.0.1" })
+        #expect(config.stacks.map(\.kind) == [.native, .erlang])
+        #expect(config.stacks.allSatisfy { $0.acceptors.allSatisfy { $0.host == "127.0.0.1" } })
+        #expect(config.stacks[1].erlang == ErlangSettings())
+        let table = try config.routeTable(environment: [:])
+        #expect(table.route(for: "erl_a@localhost").first?.route.resolver == "erlang")
     }
 
     /// (file, key path, part of the message) for each kind of mistake.
@@ -73,6 +76,8 @@ struct ConfigTests {
         (edited("- name: cluster-b", "- name: native"), "stacks[1]", "used twice"),
         (edited("writeCoalescing: 20us", "writeCoalescing: 20ms"), "stacks[0].writeCoalescing", "must be at most 10ms"),
         (edited("writeCoalescing: 20us", "writeCoalescing: 20"), "stacks[0].writeCoalescing", "50us, 250ms"),
+        (edited("registrar: {port: 4500}", "erlang: {epmdPort: 4369}"), "stacks[1].erlang", "only a stack of kind 'erlang'"),
+        (edited("kind: native\n    registrar: {port: 4500}", "kind: erlang\n    erlang: {netTickTime: 10ms}"), "stacks[1].erlang.netTickTime", "at least 1s"),
         (edited("logLevel: debug", "logLevel: loud"), "routes[0].logLevel", "unknown log level 'loud'"),
     ]
 
