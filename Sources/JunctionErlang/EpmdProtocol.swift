@@ -52,7 +52,7 @@ public enum EpmdProtocol {
         var body = ByteBuffer()
         body.writeInteger(alive2Request)
         writeEntryFields(entry, into: &body)
-        return prefixed(body)
+        return lengthPrefixed(body)
     }
 
     /// PORT_PLEASE2_REQ for `alive`, length prefix included.
@@ -60,21 +60,14 @@ public enum EpmdProtocol {
         var body = ByteBuffer()
         body.writeInteger(portPleaseRequest)
         body.writeString(alive)
-        return prefixed(body)
+        return lengthPrefixed(body)
     }
 
     /// NAMES_REQ, length prefix included.
     public static func encodeNames() -> ByteBuffer {
         var body = ByteBuffer()
         body.writeInteger(namesRequest)
-        return prefixed(body)
-    }
-
-    static func prefixed(_ body: ByteBuffer) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.writeInteger(UInt16(body.readableBytes))
-        buffer.writeImmutableBuffer(body)
-        return buffer
+        return lengthPrefixed(body)
     }
 
     /// `PortNo NodeType Protocol Highest Lowest Nlen Name Elen Extra`.
@@ -147,4 +140,12 @@ public enum EpmdProtocol {
             return (String(words[1]), port)
         }
     }
+}
+
+/// `Len:16 | body`, the framing of epmd requests and of handshake messages.
+func lengthPrefixed(_ body: ByteBuffer) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    buffer.writeInteger(UInt16(body.readableBytes))
+    buffer.writeImmutableBuffer(body)
+    return buffer
 }

@@ -119,7 +119,7 @@ public struct ErlangHandshake: Sendable {
             message.writeInteger(UInt8(ascii: "N"))
             message.writeMultipleIntegers(local.flags.rawValue, local.creation, UInt16(local.name.description.utf8.count))
             message.writeString(local.name.description)
-            return .send(Self.framed(message))
+            return .send(lengthPrefixed(message))
         }
     }
 
@@ -180,7 +180,7 @@ public struct ErlangHandshake: Sendable {
             state = .awaitingReply(peer: peer, flags: flags, peerCreation: peerCreation, challenge: challenge, cookie: cookie)
         }
         var out = Self.status(status)
-        out.writeImmutableBuffer(Self.framed(message))
+        out.writeImmutableBuffer(lengthPrefixed(message))
         var actions: [Action] = [.send(out)]
         var pending = ByteBuffer()
         actions += receive(&pending, now: now)
@@ -240,7 +240,7 @@ public struct ErlangHandshake: Sendable {
             reply.writeInteger(UInt8(ascii: "r"))
             reply.writeInteger(ours)
             reply.writeBytes(Self.digest(cookie: cookie, challenge: challenge))
-            return .send(Self.framed(reply))
+            return .send(lengthPrefixed(reply))
         case (.awaitingReply(let peer, let flags, let peerCreation, let challenge, let cookie), UInt8(ascii: "r")):
             guard let theirs = message.readInteger(as: UInt32.self), let digest = message.readBytes(length: 16) else {
                 return fail(.malformed, "a truncated challenge reply")
@@ -253,7 +253,7 @@ public struct ErlangHandshake: Sendable {
             var ack = ByteBuffer()
             ack.writeInteger(UInt8(ascii: "a"))
             ack.writeBytes(Self.digest(cookie: cookie, challenge: theirs))
-            return .completed(result(peer: peer, flags: flags, creation: peerCreation), send: Self.framed(ack))
+            return .completed(result(peer: peer, flags: flags, creation: peerCreation), send: lengthPrefixed(ack))
         case (.awaitingAck(let peer, let flags, let peerCreation, let challenge), UInt8(ascii: "a")):
             guard let digest = message.readBytes(length: 16) else { return fail(.malformed, "a truncated challenge ack") }
             guard Self.constantTimeEqual(digest, Self.digest(cookie: cookie, challenge: challenge)) else {
@@ -304,13 +304,6 @@ public struct ErlangHandshake: Sendable {
         var message = ByteBuffer()
         message.writeInteger(UInt8(ascii: "s"))
         message.writeString(text)
-        return framed(message)
-    }
-
-    static func framed(_ message: ByteBuffer) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.writeInteger(UInt16(message.readableBytes))
-        buffer.writeImmutableBuffer(message)
-        return buffer
+        return lengthPrefixed(message)
     }
 }

@@ -2,14 +2,16 @@ import Foundation
 import Junction
 import JunctionCore
 import JunctionErlang
+import JunctionNative
 import JunctionTerm
+import Logging
 import NIOCore
 import NIOPosix
 import Testing
 
 /// A Junction node with a native stack (the default) and an `erlang` stack whose epmd
 /// port is `epmdPort`; routes send `e*@127.0.0.1` names over the Erlang stack with the
-/// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `startGateway`).
+/// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `Gateway`).
 func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s") throws -> JunctionConfig {
     try ConfigLoader.load(yaml: """
         node:
@@ -31,9 +33,26 @@ func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTim
         """)
 }
 
-/// Starts a node whose native cookie is `test-cookie` and Erlang route cookie `erlcookie`.
-func startGateway(_ config: JunctionConfig) async throws -> Node {
-    try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: quietLogger)
+/// A node under test with both stacks: its own registrar, an epmd port nothing else
+/// uses, native cookie `test-cookie` and Erlang route cookie `erlcookie`.
+struct Gateway {
+    let node: Node
+    let registrar: EmbeddedRegistrarServer
+    let epmdPort: Int
+
+    /// `epmdPort` nil: a free port, where the node starts its embedded epmd.
+    static func start(_ name: String, epmdPort: Int? = nil, netTickTime: String = "60s", logger: Logger = quietLogger) async throws -> Gateway {
+        let registrar = try await startRegistrar()
+        let port = if let epmdPort { epmdPort } else { try await Erl.freePort() }
+        let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime)
+        let node = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logger)
+        return Gateway(node: node, registrar: registrar, epmdPort: port)
+    }
+
+    func stop() async {
+        await node.shutdown()
+        await registrar.shutdown()
+    }
 }
 
 @Suite("Erlang interop")
@@ -56,11 +75,9 @@ struct ErlangInteropTests {
 
     @Test("an OTP node pings Junction, calls a Junction process with gen_server:call, gets noproc for a missing name, and trades 200 KB messages in fragments")
     func otpCallsJunction() async throws {
-        let registrar = try await startRegistrar()
-        defer { Task { await registrar.shutdown() } }
-        let epmdPort = try await Erl.freePort()
-        let node = try await startGateway(try gatewayConfig("jx@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
-        defer { Task { await node.shutdown() } }
+        let gateway = try await Gateway.start("jx@127.0.0.1")
+        defer { Task { await gateway.stop() } }
+        let (node, epmdPort) = (gateway.node, gateway.epmdPort)
         #expect(node.erlangStack("otp")?.runsEpmd == true, "nothing listened on the epmd port, so the node runs the embedded epmd")
         #expect(node.creation == node.erlangStack("otp")?.creation)
         let svc = try node.spawn(name: "svc")
@@ -86,8 +103,6 @@ struct ErlangInteropTests {
 
     @Test("a Junction process reaches a registered process on an OTP node through the route's epmd resolver and cookie, and gets its reply")
     func junctionSendsToOTP() async throws {
-        let registrar = try await startRegistrar()
-        defer { Task { await registrar.shutdown() } }
         let (epmd, epmdPort) = try await Erl.epmd()
         defer { epmd.stop(signal: SIGKILL) }
         let erl = try Erl.node("e2@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, then: """
@@ -98,8 +113,9 @@ struct ErlangInteropTests {
         defer { erl.stop(signal: SIGKILL) }
         try await erl.waitForLine(containing: "echo up")
 
-        let node = try await startGateway(try gatewayConfig("jy@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
-        defer { Task { await node.shutdown() } }
+        let gateway = try await Gateway.start("jy@127.0.0.1", epmdPort: epmdPort)
+        defer { Task { await gateway.stop() } }
+        let node = gateway.node
         #expect(node.erlangStack("otp")?.runsEpmd == false, "a real epmd runs, so the node registers with it")
         let me = try node.spawn()
         try await me.send(.tuple([.pid(me.pid), .atom("hello")]), to: .name("echo", on: "e2@127.0.0.1"))
@@ -110,11 +126,9 @@ struct ErlangInteropTests {
 
     @Test("a wrong cookie is refused and the node keeps serving Erlang peers")
     func wrongCookie() async throws {
-        let registrar = try await startRegistrar()
-        defer { Task { await registrar.shutdown() } }
-        let epmdPort = try await Erl.freePort()
-        let node = try await startGateway(try gatewayConfig("jz@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
-        defer { Task { await node.shutdown() } }
+        let gateway = try await Gateway.start("jz@127.0.0.1")
+        defer { Task { await gateway.stop() } }
+        let epmdPort = gateway.epmdPort
         let bad = try await Erl.run("e3@127.0.0.1", cookie: "wrong", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
         #expect(bad.contains("ping=pang"), "\(bad)")
         let good = try await Erl.run("e4@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
@@ -123,15 +137,10 @@ struct ErlangInteropTests {
 
     @Test("malformed and oversized packets close only their connection, with the reason logged; the node keeps serving Erlang peers")
     func badPackets() async throws {
-        let registrar = try await startRegistrar()
-        defer { Task { await registrar.shutdown() } }
-        let epmdPort = try await Erl.freePort()
         let logs = LogCapture()
-        let node = try await Node.start(
-            config: try gatewayConfig("jb@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort),
-            environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logs.logger)
-        defer { Task { await node.shutdown() } }
-        let address = try #require(node.listening["otp"]?.first)
+        let gateway = try await Gateway.start("jb@127.0.0.1", logger: logs.logger)
+        defer { Task { await gateway.stop() } }
+        let address = try #require(gateway.node.listening["otp"]?.first)
 
         let garbage = try await RawErlangPeer.connect(to: address, as: "eraw@127.0.0.1", target: "jb@127.0.0.1", cookie: "erlcookie")
         try await garbage.writePacket([112, 131, 104, 2, 97])
@@ -144,21 +153,16 @@ struct ErlangInteropTests {
         #expect(logs.contains("malformed"), "\(logs.all)")
         #expect(logs.contains("over the maximum message size"), "\(logs.all)")
 
-        let good = try await Erl.run("e5@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jb@127.0.0.1')])")
+        let good = try await Erl.run("e5@127.0.0.1", cookie: "erlcookie", epmdPort: gateway.epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jb@127.0.0.1')])")
         #expect(good.contains("ping=pong"), "\(good)")
     }
 
     @Test("ticks: the node answers a tick, ticks an idle peer, and drops a peer silent for the tick time")
     func ticks() async throws {
-        let registrar = try await startRegistrar()
-        defer { Task { await registrar.shutdown() } }
-        let epmdPort = try await Erl.freePort()
         let logs = LogCapture()
-        let node = try await Node.start(
-            config: try gatewayConfig("jt@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort, netTickTime: "1s"),
-            environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logs.logger)
-        defer { Task { await node.shutdown() } }
-        let address = try #require(node.listening["otp"]?.first)
+        let gateway = try await Gateway.start("jt@127.0.0.1", netTickTime: "1s", logger: logs.logger)
+        defer { Task { await gateway.stop() } }
+        let address = try #require(gateway.node.listening["otp"]?.first)
         let peer = try await RawErlangPeer.connect(to: address, as: "etick@127.0.0.1", target: "jt@127.0.0.1", cookie: "erlcookie")
         try await peer.writePacket([])
         // The answer to our tick, then the node's own ticks while we stay silent, then
@@ -170,11 +174,9 @@ struct ErlangInteropTests {
 
     @Test("an OTP process monitoring or linked to a Junction process hears when it exits")
     func monitorsAndLinks() async throws {
-        let registrar = try await startRegistrar()
-        defer { Task { await registrar.shutdown() } }
-        let epmdPort = try await Erl.freePort()
-        let node = try await startGateway(try gatewayConfig("jm@127.0.0.1", registrarPort: registrar.port, epmdPort: epmdPort))
-        defer { Task { await node.shutdown() } }
+        let gateway = try await Gateway.start("jm@127.0.0.1")
+        defer { Task { await gateway.stop() } }
+        let (node, epmdPort) = (gateway.node, gateway.epmdPort)
         let monitored = try node.spawn(name: "monitored")
         let linked = try node.spawn(name: "linked")
         let servers = [Task { await Self.serve(monitored) }, Task { await Self.serve(linked) }]
