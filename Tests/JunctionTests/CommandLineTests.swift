@@ -24,10 +24,10 @@ struct CommandLineTests {
         let environment = ["JUNCTION_COOKIE": "cli-test", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
 
         let a = try NodeProcess(binary: Self.binary, arguments: ["run", "--config", config.path, "--name", "cli-a@localhost"], environment: environment)
-        defer { a.stop() }
+        defer { a.signal() }
         try await a.waitForLine(containing: "is up")
         let b = try NodeProcess(binary: Self.binary, arguments: ["run", "--config", config.path, "--name", "cli-b@localhost"], environment: environment)
-        defer { b.stop() }
+        defer { b.signal() }
         try await b.waitForLine(containing: "is up")
         #expect(b.output.contains("stack native (native) listens on 127.0.0.1:"))
         #expect(b.output.contains("registered as 'cli-b' with the registrar at 127.0.0.1:\(registrarPort)"))
@@ -65,29 +65,41 @@ final class NodeProcess: Sendable {
         let outputPipe = Pipe()
         process.standardError = errorPipe
         process.standardOutput = outputPipe
-        let sink = lineSink
-        errorPipe.fileHandleForReading.readabilityHandler = { handle in
-            let text = String(decoding: handle.availableData, as: UTF8.self)
-            self.stderrText.withLock { $0 += text }
-            sink.yield(text)
-        }
-        outputPipe.fileHandleForReading.readabilityHandler = { handle in
-            let text = String(decoding: handle.availableData, as: UTF8.self)
-            self.stdoutText.withLock { $0 += text }
-            sink.yield(text)
-        }
-        let exitSink = self.exitSink
+        // Each pipe is read to its end by a thread of its own (blocking reads: no dispatch
+        // sources, which crash on Linux when many children exit at once); the exit is
+        // reported once both pipes are drained and the process has terminated.
+        let errors = errorPipe.fileHandleForReading
+        let output = outputPipe.fileHandleForReading
+        Thread.detachNewThread { self.drain(errors, isError: true) }
+        Thread.detachNewThread { self.drain(output, isError: false) }
         process.terminationHandler = { process in
-            // Let the pipes drain before reporting the exit.
-            outputPipe.fileHandleForReading.readabilityHandler = nil
-            errorPipe.fileHandleForReading.readabilityHandler = nil
-            if let rest = try? outputPipe.fileHandleForReading.readToEnd() { self.stdoutText.withLock { $0 += String(decoding: rest, as: UTF8.self) } }
-            if let rest = try? errorPipe.fileHandleForReading.readToEnd() { self.stderrText.withLock { $0 += String(decoding: rest, as: UTF8.self) } }
-            sink.finish()
-            exitSink.yield(process.terminationStatus)
-            exitSink.finish()
+            let status = process.terminationStatus
+            self.finish { $0.status = status }
         }
         try process.run()
+    }
+
+    /// Open pipes and the exit status, until both pipes are drained and it exited.
+    let ending = Mutex((openPipes: 2, status: Int32?.none))
+
+    func drain(_ handle: FileHandle, isError: Bool) {
+        while case let data = handle.availableData, !data.isEmpty {
+            let chunk = String(decoding: data, as: UTF8.self)
+            if isError { stderrText.withLock { $0 += chunk } } else { stdoutText.withLock { $0 += chunk } }
+            lineSink.yield(chunk)
+        }
+        finish { $0.openPipes -= 1 }
+    }
+
+    func finish(_ update: (inout (openPipes: Int, status: Int32?)) -> Void) {
+        let status = ending.withLock { state -> Int32? in
+            update(&state)
+            return state.openPipes == 0 ? state.status : nil
+        }
+        guard let status else { return }
+        lineSink.finish()
+        exitSink.yield(status)
+        exitSink.finish()
     }
 
     var output: String { stderrText.withLock { $0 } }
@@ -106,11 +118,18 @@ final class NodeProcess: Sendable {
         return process.terminationStatus
     }
 
-    /// Stops the process by its pid: SIGTERM (a graceful shutdown) unless told otherwise
-    /// (`erl -noshell` does not act on SIGTERM).
-    func stop(signal: Int32 = SIGTERM) {
+    /// Signals the process by its pid: SIGTERM (a graceful shutdown) unless told
+    /// otherwise (`erl -noshell` does not act on SIGTERM). Does not wait: the exit is
+    /// reported through `exitStatus()` (Foundation's `waitUntilExit` is not safe with
+    /// many processes exiting at once).
+    func signal(_ signal: Int32 = SIGTERM) {
         if process.isRunning { kill(process.processIdentifier, signal) }
-        process.waitUntilExit()
+    }
+
+    /// Signals the process and waits until it has exited.
+    func stop(signal: Int32 = SIGTERM) async {
+        self.signal(signal)
+        _ = await exitStatus()
     }
 }
 

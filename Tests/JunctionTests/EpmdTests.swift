@@ -22,7 +22,7 @@ struct EpmdTests {
         let client = EpmdClient(port: port, group: group)
 
         let erl = try Erl.node("epmd_a@127.0.0.1", cookie: "c", epmdPort: port)
-        defer { erl.stop(signal: SIGKILL) }
+        defer { erl.signal(SIGKILL) }
         try await erl.waitForLine(containing: "ready")
         let entry = try #require(try await client.resolve("epmd_a"))
         #expect(entry.port > 0 && entry.highestVersion == 6 && entry.lowestVersion == 5 && entry.nodeType == EpmdProtocol.Entry.normalNode)
@@ -43,7 +43,7 @@ struct EpmdTests {
 
         await registration.close()
         try await expectUnregistered("jx", client: client)
-        erl.stop(signal: SIGKILL)
+        await erl.stop(signal: SIGKILL)
         try await expectUnregistered("epmd_a", client: client)
         // A name freed by its connection can be registered again, with a new creation.
         let again = try await client.register(EpmdProtocol.Entry(alive: "jx", port: 12346))
@@ -54,7 +54,7 @@ struct EpmdTests {
     @Test("the client registers with, resolves through and lists a real epmd")
     func clientWithRealEpmd() async throws {
         let (epmd, port) = try await Erl.epmd()
-        defer { epmd.stop(signal: SIGKILL) }
+        defer { epmd.signal(SIGKILL) }
         let client = EpmdClient(port: port, group: group)
         let registration = try await client.register(EpmdProtocol.Entry(alive: "jy", port: 23456, hidden: true))
         #expect(registration.creation != 0)

@@ -104,13 +104,13 @@ struct ErlangInteropTests {
     @Test("a Junction process reaches a registered process on an OTP node through the route's epmd resolver and cookie, and gets its reply")
     func junctionSendsToOTP() async throws {
         let (epmd, epmdPort) = try await Erl.epmd()
-        defer { epmd.stop(signal: SIGKILL) }
+        defer { epmd.signal(SIGKILL) }
         let erl = try Erl.node("e2@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, then: """
             register(echo, spawn(fun Loop() -> receive {From, Msg} -> From ! {echo, Msg}, Loop() end end)),
             io:format("echo up~n"),
             receive after infinity -> ok end
             """)
-        defer { erl.stop(signal: SIGKILL) }
+        defer { erl.signal(SIGKILL) }
         try await erl.waitForLine(containing: "echo up")
 
         let gateway = try await Gateway.start("jy@127.0.0.1", epmdPort: epmdPort)
@@ -163,8 +163,7 @@ struct ErlangInteropTests {
         let gateway = try await Gateway.start("jt@127.0.0.1", netTickTime: "1s", logger: logs.logger)
         defer { Task { await gateway.stop() } }
         let address = try #require(gateway.node.listening["otp"]?.first)
-        let peer = try await RawErlangPeer.connect(to: address, as: "etick@127.0.0.1", target: "jt@127.0.0.1", cookie: "erlcookie")
-        try await peer.writePacket([])
+        let peer = try await RawErlangPeer.connect(to: address, as: "etick@127.0.0.1", target: "jt@127.0.0.1", cookie: "erlcookie", early: [0, 0, 0, 0])
         // The answer to our tick, then the node's own ticks while we stay silent, then
         // the close after a second without a byte from us.
         let bytes = await peer.bytesUntilClosed()

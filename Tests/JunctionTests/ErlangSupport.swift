@@ -35,11 +35,12 @@ enum Erl {
         return node.standardOutput
     }
 
-    /// A real `epmd` on a free loopback port, started in the foreground.
+    /// A real `epmd` on a free loopback port, started in the foreground; returns once it
+    /// listens (its second debug level says so).
     static func epmd() async throws -> (process: NodeProcess, port: Int) {
         let port = try await freePort()
-        let process = try NodeProcess(binary: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["epmd", "-port", "\(port)", "-d"], environment: baseEnvironment)
-        try await process.waitForLine(containing: "epmd running")
+        let process = try NodeProcess(binary: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["epmd", "-port", "\(port)", "-d", "-d"], environment: baseEnvironment)
+        try await process.waitForLine(containing: "entering the main select() loop")
         return (process, port)
     }
 
@@ -58,8 +59,10 @@ final class RawErlangPeer: Sendable {
     let channel: any Channel
     let received: AsyncStream<ByteBuffer>
 
-    /// Connects to `address` and completes the handshake as `name` dialling `target`.
-    static func connect(to address: SocketAddress, as name: NodeName, target: NodeName, cookie: String) async throws -> RawErlangPeer {
+    /// Connects to `address` and completes the handshake as `name` dialling `target`;
+    /// `early` bytes go out in the same write as the challenge reply, so the node reads
+    /// them the moment the connection is up.
+    static func connect(to address: SocketAddress, as name: NodeName, target: NodeName, cookie: String, early: [UInt8] = []) async throws -> RawErlangPeer {
         let (stream, sink) = AsyncStream.makeStream(of: ByteBuffer.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -74,8 +77,10 @@ final class RawErlangPeer: Sendable {
         for await var bytes in stream {
             for action in machine.receive(&bytes, now: .now()) {
                 switch action {
-                case .send(let reply): try await channel.writeAndFlush(reply)
-                case .completed: return RawErlangPeer(channel: channel, received: stream)
+                case .send(var reply):
+                    if reply.getInteger(at: reply.readerIndex + 2, as: UInt8.self) == UInt8(ascii: "r") { reply.writeBytes(early) }
+                    try await channel.writeAndFlush(reply)
+                case .completed: return RawErlangPeer(channel: channel, received: stream, leftover: Array(machine.leftover.readableBytesView))
                 case .failed(let error, _): throw error
                 case .admit: break
                 }
@@ -84,9 +89,13 @@ final class RawErlangPeer: Sendable {
         throw DistributionError("the node closed the connection during the handshake")
     }
 
-    init(channel: any Channel, received: AsyncStream<ByteBuffer>) {
+    /// Bytes that arrived with the end of the handshake.
+    let leftover: [UInt8]
+
+    init(channel: any Channel, received: AsyncStream<ByteBuffer>, leftover: [UInt8]) {
         self.channel = channel
         self.received = received
+        self.leftover = leftover
     }
 
     /// Writes one packet (`Len:32` added).
@@ -99,7 +108,7 @@ final class RawErlangPeer: Sendable {
 
     /// Waits until the node closes the connection; returns every byte it sent until then.
     func bytesUntilClosed() async -> [UInt8] {
-        var all: [UInt8] = []
+        var all = leftover
         for await bytes in received { all += bytes.readableBytesView }
         return all
     }
