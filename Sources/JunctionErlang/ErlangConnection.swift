@@ -128,6 +128,11 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
 
     public func closeAndWait() async {
         close()
+        await waitUntilClosed()
+    }
+
+    /// Returns once the connection is closed, by either side or by a lost peer.
+    public func waitUntilClosed() async {
         try? await channel.closeFuture.get()
     }
 }

@@ -21,7 +21,7 @@ struct EpmdTests {
         let port = try #require(server.address?.port)
         let client = EpmdClient(port: port, group: group)
 
-        let erl = try Erl.node("epmd_a@127.0.0.1", cookie: "c", epmdPort: port)
+        let erl = try Erl.node("epmd_a@localhost", cookie: "c", epmdPort: port)
         defer { erl.signal(SIGKILL) }
         try await erl.waitForLine(containing: "ready")
         let entry = try #require(try await client.resolve("epmd_a"))
@@ -34,7 +34,7 @@ struct EpmdTests {
 
         // A real node resolves our registration and lists both names.
         let printed = try await Erl.run(
-            "epmd_b@127.0.0.1", cookie: "c", epmdPort: port,
+            "epmd_b@localhost", cookie: "c", epmdPort: port,
             "io:format(\"~p ~p~n\", [erl_epmd:port_please(\"jx\", {127,0,0,1}), lists:sort(element(2, net_adm:names()))])")
         #expect(printed.contains("{port,12345,6}"), "\(printed)")
         #expect(printed.contains("{\"epmd_a\","), "\(printed)")

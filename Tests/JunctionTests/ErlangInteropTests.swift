@@ -10,7 +10,7 @@ import NIOPosix
 import Testing
 
 /// A Junction node with a native stack (the default) and an `erlang` stack whose epmd
-/// port is `epmdPort`; routes send `e*@127.0.0.1` names over the Erlang stack with the
+/// port is `epmdPort`; routes send `e*@localhost` names over the Erlang stack with the
 /// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `Gateway`).
 func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s") throws -> JunctionConfig {
     try ConfigLoader.load(yaml: """
@@ -27,7 +27,7 @@ func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTim
             handshakeTimeout: 5s
             erlang: {epmdPort: \(epmdPort), netTickTime: \(netTickTime)}
         routes:
-          - match: "^e[0-9a-z_]*@127.0.0.1$"
+          - match: "^e[0-9a-z_]*@localhost$"
             resolver: otp
             cookie: {env: ERLANG_COOKIE}
         """)
@@ -73,39 +73,89 @@ struct ErlangInteropTests {
         }
     }
 
-    @Test("an OTP node pings Junction, calls a Junction process with gen_server:call, gets noproc for a missing name, and trades 200 KB messages in fragments")
+    @Test("OTP nodes register with the embedded epmd and find each other and Junction through it; they ping Junction, see it in nodes(), gen_server:call its echo (noproc for a missing name) and trade 1 MiB binaries in fragments")
     func otpCallsJunction() async throws {
-        let gateway = try await Gateway.start("jx@127.0.0.1")
+        let gateway = try await Gateway.start("jx@localhost")
         defer { Task { await gateway.stop() } }
         let (node, epmdPort) = (gateway.node, gateway.epmdPort)
         #expect(node.erlangStack("otp")?.runsEpmd == true, "nothing listened on the epmd port, so the node runs the embedded epmd")
         #expect(node.creation == node.erlangStack("otp")?.creation)
+        let echo = try node.spawn(name: "echo")
         let svc = try node.spawn(name: "svc")
-        let server = Task { await Self.serve(svc) }
-        defer { server.cancel() }
+        let servers = [Task { try await EchoService.run(echo) }, Task { await Self.serve(svc) }]
+        defer { for server in servers { server.cancel() } }
+        let other = try Erl.node("e0@localhost", cookie: "erlcookie", epmdPort: epmdPort)
+        defer { other.signal(SIGKILL) }
+        try await other.waitForLine(containing: "ready")
 
-        let printed = try await Erl.run("e1@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, """
-            J = 'jx@127.0.0.1',
+        let printed = try await Erl.run("e1@localhost", cookie: "erlcookie", epmdPort: epmdPort, """
+            J = 'jx@localhost',
             Ping = net_adm:ping(J),
-            Call = gen_server:call({svc, J}, hello),
+            Other = net_adm:ping('e0@localhost'),
+            Names = lists:sort([N || {N, _} <- element(2, net_adm:names())]),
+            Call = gen_server:call({echo, J}, hello),
             NoProc = element(1, element(2, catch gen_server:call({nobody, J}, hi, 2000))),
-            Big = crypto:strong_rand_bytes(200000),
+            Big = crypto:strong_rand_bytes(1048576),
             {svc, J} ! {self(), big, Big},
-            Back = receive {big_reply, Size, Bin} -> {Size, Bin =:= Big} after 5000 -> timeout end,
-            io:format("ping=~p call=~p noproc=~p big=~p visible=~p~n", [Ping, Call, NoProc, Back, lists:member(J, nodes())])
+            Back = receive {big_reply, Size, Bin} -> {Size, Bin =:= Big} after 10000 -> timeout end,
+            io:format("ping=~w other=~w names=~p call=~w noproc=~w big=~w visible=~w~n", [Ping, Other, Names, Call, NoProc, Back, lists:member(J, nodes())])
             """)
-        #expect(printed.contains("ping=pong"), "\(printed)")
+        #expect(printed.contains("ping=pong other=pong"), "\(printed)")
+        #expect(printed.contains("names=[\"e0\",\"e1\",\"jx\"]"), "\(printed)")
         #expect(printed.contains("call={echo,hello}"), "\(printed)")
         #expect(printed.contains("noproc=noproc"), "\(printed)")
-        #expect(printed.contains("big={200000,true}"), "\(printed)")
+        #expect(printed.contains("big={1048576,true}"), "\(printed)")
         #expect(printed.contains("visible=true"), "\(printed)")
+    }
+
+    @Test("100,000 messages from a Junction process arrive at an OTP process in order")
+    func orderedStream() async throws {
+        let gateway = try await Gateway.start("jo@localhost")
+        defer { Task { await gateway.stop() } }
+        let erl = try Erl.node("e7@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, then: """
+            Count = fun Loop(N, InOrder) ->
+                receive
+                    {seq, I} -> Loop(N + 1, InOrder andalso I =:= N + 1);
+                    {From, done} -> From ! {count, N, InOrder}, Loop(0, true)
+                end
+            end,
+            register(counter, spawn(fun() -> Count(0, true) end)),
+            io:format("counter up~n"),
+            receive after infinity -> ok end
+            """)
+        defer { erl.signal(SIGKILL) }
+        try await erl.waitForLine(containing: "counter up")
+        let me = try gateway.node.spawn()
+        for i in 1...100_000 { try await me.send(.tuple([.atom("seq"), .int(i)]), to: .name("counter", on: "e7@localhost")) }
+        try await me.send(.tuple([.pid(me.pid), .atom("done")]), to: .name("counter", on: "e7@localhost"))
+        #expect(try await me.receive(timeout: .seconds(60)).term() == .tuple([.atom("count"), .int(100_000), .atom("true")]))
+    }
+
+    @Test("an idle connection to an OTP node survives several tick intervals; killing the node is noticed")
+    func idleAndKilled() async throws {
+        let gateway = try await Gateway.start("ji@localhost", netTickTime: "1s")
+        defer { Task { await gateway.stop() } }
+        let erl = try Erl.node("e8@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, then: """
+            true = net_kernel:connect_node('ji@localhost'),
+            monitor_node('ji@localhost', true),
+            Idle = receive {nodedown, _} -> lost after 4000 -> survived end,
+            io:format("idle=~p~n", [Idle]),
+            receive after infinity -> ok end
+            """, extra: ["-kernel", "net_ticktime", "1"])
+        defer { erl.signal(SIGKILL) }
+        try await erl.waitForLine(containing: "idle=")
+        #expect(erl.standardOutput.contains("idle=survived"), "\(erl.standardOutput)")
+        let connection = try #require(gateway.node.erlangConnection(to: "e8@localhost"))
+        await erl.stop(signal: SIGKILL)
+        await connection.waitUntilClosed()
+        #expect(gateway.node.erlangConnection(to: "e8@localhost") == nil)
     }
 
     @Test("a Junction process reaches a registered process on an OTP node through the route's epmd resolver and cookie, and gets its reply")
     func junctionSendsToOTP() async throws {
         let (epmd, epmdPort) = try await Erl.epmd()
         defer { epmd.signal(SIGKILL) }
-        let erl = try Erl.node("e2@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, then: """
+        let erl = try Erl.node("e2@localhost", cookie: "erlcookie", epmdPort: epmdPort, then: """
             register(echo, spawn(fun Loop() -> receive {From, Msg} -> From ! {echo, Msg}, Loop() end end)),
             io:format("echo up~n"),
             receive after infinity -> ok end
@@ -113,39 +163,51 @@ struct ErlangInteropTests {
         defer { erl.signal(SIGKILL) }
         try await erl.waitForLine(containing: "echo up")
 
-        let gateway = try await Gateway.start("jy@127.0.0.1", epmdPort: epmdPort)
+        let gateway = try await Gateway.start("jy@localhost", epmdPort: epmdPort)
         defer { Task { await gateway.stop() } }
         let node = gateway.node
         #expect(node.erlangStack("otp")?.runsEpmd == false, "a real epmd runs, so the node registers with it")
         let me = try node.spawn()
-        try await me.send(.tuple([.pid(me.pid), .atom("hello")]), to: .name("echo", on: "e2@127.0.0.1"))
+        try await me.send(.tuple([.pid(me.pid), .atom("hello")]), to: .name("echo", on: "e2@localhost"))
         #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("hello")]))
-        let connection = try #require(node.erlangConnection(to: "e2@127.0.0.1"))
+        let connection = try #require(node.erlangConnection(to: "e2@localhost"))
         #expect(connection.direction == .outgoing && connection.negotiated.flags.contains(.fragments))
     }
 
-    @Test("a wrong cookie is refused and the node keeps serving Erlang peers")
+    @Test("a wrong cookie is refused in both directions with a log line saying so, and the node keeps serving Erlang peers")
     func wrongCookie() async throws {
-        let gateway = try await Gateway.start("jz@127.0.0.1")
+        let logs = LogCapture()
+        let gateway = try await Gateway.start("jz@localhost", logger: logs.logger)
         defer { Task { await gateway.stop() } }
         let epmdPort = gateway.epmdPort
-        let bad = try await Erl.run("e3@127.0.0.1", cookie: "wrong", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
+        // In: an Erlang node with another cookie.
+        let bad = try await Erl.run("e3@localhost", cookie: "wrong", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@localhost')])")
         #expect(bad.contains("ping=pang"), "\(bad)")
-        let good = try await Erl.run("e4@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@127.0.0.1')])")
+        #expect(logs.contains("e3@localhost proved a different cookie"), "\(logs.all)")
+        // Out: dialling an Erlang node whose cookie differs from the route's.
+        let stranger = try Erl.node("ew@localhost", cookie: "other", epmdPort: epmdPort)
+        defer { stranger.signal(SIGKILL) }
+        try await stranger.waitForLine(containing: "ready")
+        let me = try gateway.node.spawn()
+        let error = await #expect(throws: DialError.self) { try await me.send(.atom("hi"), to: .name("echo", on: "ew@localhost")) }
+        #expect(error?.description.contains("wrong cookie") == true, "\(String(describing: error))")
+        #expect(logs.contains("a wrong cookie"), "\(logs.all)")
+
+        let good = try await Erl.run("e4@localhost", cookie: "erlcookie", epmdPort: epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jz@localhost')])")
         #expect(good.contains("ping=pong"), "\(good)")
     }
 
     @Test("malformed and oversized packets close only their connection, with the reason logged; the node keeps serving Erlang peers")
     func badPackets() async throws {
         let logs = LogCapture()
-        let gateway = try await Gateway.start("jb@127.0.0.1", logger: logs.logger)
+        let gateway = try await Gateway.start("jb@localhost", logger: logs.logger)
         defer { Task { await gateway.stop() } }
         let address = try #require(gateway.node.listening["otp"]?.first)
 
-        let garbage = try await RawErlangPeer.connect(to: address, as: "eraw@127.0.0.1", target: "jb@127.0.0.1", cookie: "erlcookie")
+        let garbage = try await RawErlangPeer.connect(to: address, as: "eraw@localhost", target: "jb@localhost", cookie: "erlcookie")
         try await garbage.writePacket([112, 131, 104, 2, 97])
         _ = await garbage.bytesUntilClosed()
-        let huge = try await RawErlangPeer.connect(to: address, as: "eraw2@127.0.0.1", target: "jb@127.0.0.1", cookie: "erlcookie")
+        let huge = try await RawErlangPeer.connect(to: address, as: "eraw2@localhost", target: "jb@localhost", cookie: "erlcookie")
         var header = ByteBuffer()
         header.writeInteger(UInt32(1 << 30))
         try await huge.channel.writeAndFlush(header)
@@ -153,17 +215,17 @@ struct ErlangInteropTests {
         #expect(logs.contains("malformed"), "\(logs.all)")
         #expect(logs.contains("over the maximum message size"), "\(logs.all)")
 
-        let good = try await Erl.run("e5@127.0.0.1", cookie: "erlcookie", epmdPort: gateway.epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jb@127.0.0.1')])")
+        let good = try await Erl.run("e5@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, "io:format(\"ping=~p~n\", [net_adm:ping('jb@localhost')])")
         #expect(good.contains("ping=pong"), "\(good)")
     }
 
     @Test("ticks: the node answers a tick, ticks an idle peer, and drops a peer silent for the tick time")
     func ticks() async throws {
         let logs = LogCapture()
-        let gateway = try await Gateway.start("jt@127.0.0.1", netTickTime: "1s", logger: logs.logger)
+        let gateway = try await Gateway.start("jt@localhost", netTickTime: "1s", logger: logs.logger)
         defer { Task { await gateway.stop() } }
         let address = try #require(gateway.node.listening["otp"]?.first)
-        let peer = try await RawErlangPeer.connect(to: address, as: "etick@127.0.0.1", target: "jt@127.0.0.1", cookie: "erlcookie", early: [0, 0, 0, 0])
+        let peer = try await RawErlangPeer.connect(to: address, as: "etick@localhost", target: "jt@localhost", cookie: "erlcookie", early: [0, 0, 0, 0])
         // The answer to our tick, then the node's own ticks while we stay silent, then
         // the close after a second without a byte from us.
         let bytes = await peer.bytesUntilClosed()
@@ -173,7 +235,7 @@ struct ErlangInteropTests {
 
     @Test("an OTP process monitoring or linked to a Junction process hears when it exits")
     func monitorsAndLinks() async throws {
-        let gateway = try await Gateway.start("jm@127.0.0.1")
+        let gateway = try await Gateway.start("jm@localhost")
         defer { Task { await gateway.stop() } }
         let (node, epmdPort) = (gateway.node, gateway.epmdPort)
         let monitored = try node.spawn(name: "monitored")
@@ -181,8 +243,8 @@ struct ErlangInteropTests {
         let servers = [Task { await Self.serve(monitored) }, Task { await Self.serve(linked) }]
         defer { for server in servers { server.cancel() } }
 
-        let printed = try await Erl.run("e6@127.0.0.1", cookie: "erlcookie", epmdPort: epmdPort, """
-            J = 'jm@127.0.0.1',
+        let printed = try await Erl.run("e6@localhost", cookie: "erlcookie", epmdPort: epmdPort, """
+            J = 'jm@localhost',
             Ref = erlang:monitor(process, {monitored, J}),
             {monitored, J} ! stop,
             Down = receive {'DOWN', Ref, process, Obj, Why} -> {Obj, Why} after 5000 -> timeout end,
@@ -191,9 +253,9 @@ struct ErlangInteropTests {
             link(Pid),
             Pid ! stop,
             Exit = receive {'EXIT', Pid, How} -> How after 5000 -> timeout end,
-            io:format("down=~p exit=~p~n", [Down, Exit])
+            io:format("down=~w exit=~w~n", [Down, Exit])
             """)
-        #expect(printed.contains("down={{monitored,'jm@127.0.0.1'},normal}"), "\(printed)")
+        #expect(printed.contains("down={{monitored,jm@localhost},normal}"), "\(printed)")
         #expect(printed.contains("exit=normal"), "\(printed)")
     }
 }

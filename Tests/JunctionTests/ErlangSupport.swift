@@ -13,21 +13,25 @@ enum Erl {
         return ["PATH": environment["PATH"] ?? "/usr/bin:/bin", "HOME": environment["HOME"] ?? NSTemporaryDirectory()]
     }
 
-    /// A long-running `erl -name NAME` registered with the epmd on `epmdPort`; it prints
-    /// `ready` once distribution is up, then runs `then` (Erlang expressions).
-    static func node(_ name: String, cookie: String, epmdPort: Int, then: String = "receive after infinity -> ok end") throws -> NodeProcess {
+    /// A long-running `erl -sname NAME` (distribution bound to loopback) registered with
+    /// the epmd on `epmdPort`; it prints `ready` once distribution is up, then runs
+    /// `then` (Erlang expressions).
+    static func node(_ name: String, cookie: String, epmdPort: Int, then: String = "receive after infinity -> ok end", extra: [String] = []) throws -> NodeProcess {
         var environment = baseEnvironment
         environment["ERL_EPMD_PORT"] = "\(epmdPort)"
         let script = "io:format(\"ready~n\"), \(then)"
         return try NodeProcess(
             binary: URL(fileURLWithPath: "/usr/bin/env"),
-            arguments: ["erl", "-name", name, "-setcookie", cookie, "-start_epmd", "false", "-noshell", "-eval", script],
+            arguments: [
+                "erl", "-sname", name, "-setcookie", cookie, "-start_epmd", "false", "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
+                "-noshell", "-eval", script,
+            ] + extra,
             environment: environment)
     }
 
-    /// Runs `script` on a short-lived `erl -name NAME` node and returns what it printed.
-    static func run(_ name: String, cookie: String, epmdPort: Int, _ script: String) async throws -> String {
-        let node = try node(name, cookie: cookie, epmdPort: epmdPort, then: "\(script), halt().")
+    /// Runs `script` on a short-lived `erl -sname NAME` node and returns what it printed.
+    static func run(_ name: String, cookie: String, epmdPort: Int, extra: [String] = [], _ script: String) async throws -> String {
+        let node = try node(name, cookie: cookie, epmdPort: epmdPort, then: "\(script), halt().", extra: extra)
         let status = await node.exitStatus()
         guard status == 0 else {
             throw CommandLineFailure(message: "erl \(name) exited with \(status) (is erlang-nox installed?): \(node.standardOutput)\(node.output)")
