@@ -18,6 +18,9 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
     let channel: any Channel
     let writer: Mutex<Writer>
     let highWaterMark = 4 << 20
+    /// A message queued this soon after the last write waits until this long after it,
+    /// so a steady stream shares writes (the stack's `writeCoalescing`).
+    let coalescing: TimeAmount
 
     struct Writer: ~Copyable {
         var encoder: DistributionEncoder
@@ -27,10 +30,14 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         /// Set on every write; the tick timer reads it.
         var wroteSinceTick = false
         var waiters: [CheckedContinuation<Void, any Error>] = []
+        var bytesWritten = 0
+        /// When the last batch was written; nil before the first.
+        var lastFlush: NIODeadline?
     }
 
-    init(peer: NodeName, stack: String, direction: Direction, negotiated: ErlangHandshakeResult, channel: any Channel) {
+    init(peer: NodeName, stack: String, direction: Direction, negotiated: ErlangHandshakeResult, channel: any Channel, coalescing: TimeAmount) {
         self.peer = peer
+        self.coalescing = coalescing
         self.stack = stack
         self.direction = direction
         self.negotiated = negotiated
@@ -41,11 +48,14 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
 
     public var description: String { "\(direction) erlang connection to \(peer) at \(remoteAddress)" }
 
+    /// Bytes of messages handed to the socket so far (ticks not counted).
+    public var bytesSent: Int { writer.withLock { $0.bytesWritten } }
+
     /// Queues one message; returns true when the connection is backed up (call
     /// `waitUntilWritable`).
     @discardableResult
     public func send(_ message: DistributionMessage) throws -> Bool {
-        let (schedule, backedUp) = try writer.withLock { (writer) throws(any Error) -> (Bool, Bool) in
+        let (schedule, due, backedUp) = try writer.withLock { (writer) throws(any Error) -> (Bool, NIODeadline?, Bool) in
             guard !writer.closed else { throw DistributionError("the connection to \(peer) is closed; the message was not sent") }
             let start = writer.pending.writerIndex
             do {
@@ -54,18 +64,28 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
                 writer.pending.moveWriterIndex(to: start)
                 throw error
             }
-            let schedule = !writer.flushScheduled
+            let backedUp = writer.pending.readableBytes > highWaterMark
+            guard !writer.flushScheduled else { return (false, nil, backedUp) }
             writer.flushScheduled = true
-            return (schedule, writer.pending.readableBytes > highWaterMark)
+            guard coalescing > .zero, !backedUp, let last = writer.lastFlush, last + coalescing > channel.eventLoop.now else {
+                return (true, nil, backedUp)
+            }
+            return (true, last + coalescing, backedUp)
         }
-        if schedule { channel.eventLoop.execute { self.flush() } }
+        if schedule {
+            if let due {
+                channel.eventLoop.scheduleTask(deadline: due) { self.flush() }
+            } else {
+                channel.eventLoop.execute { self.flush() }
+            }
+        }
         return backedUp
     }
 
     /// Suspends while more than the high-water mark waits to be written or the socket is
     /// not writable.
     public func waitUntilWritable() async throws {
-        guard isBackedUp() else { return }
+        guard isBackedUp else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let resume = writer.withLock { writer -> Bool in
                 if writer.closed || writer.pending.readableBytes <= highWaterMark && channel.isWritable { return true }
@@ -76,17 +96,27 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         }
     }
 
-    func isBackedUp() -> Bool {
+    /// True while senders must wait: the socket takes no more, or more than the
+    /// high-water mark waits to be written.
+    public var isBackedUp: Bool {
         writer.withLock { $0.pending.readableBytes > highWaterMark } || !channel.isWritable
     }
 
+    /// Writes what is pending; wakes the senders waiting for room once the socket takes
+    /// more (they check again). Runs on the event loop, also when the socket becomes
+    /// writable again.
     func flush() {
         let (batch, waiters) = writer.withLock { writer -> (ByteBuffer?, [CheckedContinuation<Void, any Error>]) in
             writer.flushScheduled = false
-            guard writer.pending.readableBytes > 0, !writer.closed else { return (nil, []) }
-            let batch = writer.pending
-            writer.pending = channel.allocator.buffer(capacity: 4096)
-            writer.wroteSinceTick = true
+            var batch: ByteBuffer?
+            if writer.pending.readableBytes > 0, !writer.closed {
+                batch = writer.pending
+                writer.pending = channel.allocator.buffer(capacity: 4096)
+                writer.wroteSinceTick = true
+                writer.bytesWritten += batch!.readableBytes
+                writer.lastFlush = channel.eventLoop.now
+            }
+            guard channel.isWritable else { return (batch, []) }
             defer { writer.waiters = [] }
             return (batch, writer.waiters)
         }

@@ -86,7 +86,9 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             deadlineTask?.cancel()
             if let send { context.writeAndFlush(wrapOutboundOut(send), promise: nil) }
             guard case .handshake(let handshake) = phase else { return }
-            let connection = ErlangConnection(peer: result.peer, stack: stack.name, direction: direction, negotiated: result, channel: context.channel)
+            let connection = ErlangConnection(
+                peer: result.peer, stack: stack.name, direction: direction, negotiated: result, channel: context.channel,
+                coalescing: stack.settings.writeCoalescing.timeAmount)
             phase = .data(connection, DistributionDecoder(flags: result.flags, maxMessageSize: stack.settings.maxMessageSize))
             logger[metadataKey: "junction.peer"] = "\(result.peer)"
             logger.debug("handshake complete", metadata: ["junction.flags": "\(result.flags)"])

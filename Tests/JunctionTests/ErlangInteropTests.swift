@@ -258,4 +258,26 @@ struct ErlangInteropTests {
         #expect(printed.contains("down={{monitored,jm@localhost},normal}"), "\(printed)")
         #expect(printed.contains("exit=normal"), "\(printed)")
     }
+
+    @Test("a peer that stops reading holds senders back without losing or deadlocking: they resume when it reads again")
+    func backpressure() async throws {
+        let gateway = try await Gateway.start("jp@localhost")
+        defer { Task { await gateway.stop() } }
+        let address = try #require(gateway.node.listening["otp"]?.first)
+        let peer = try await RawErlangPeer.connect(to: address, as: "eslow@localhost", target: "jp@localhost", cookie: "erlcookie")
+        try await peer.channel.setOption(.autoRead, value: false)
+        let connection = try #require(gateway.node.erlangConnection(to: "eslow@localhost"))
+        let target = Pid(node: "eslow@localhost", id: 1, creation: 1)
+        let me = try gateway.node.spawn()
+        let count = 20_000
+        let blob = Term.binary([UInt8](repeating: 7, count: 1024))
+        let sender = Task {
+            for i in 0..<count { try await me.send(.tuple([.int(i), blob]), to: .pid(target)) }
+        }
+        while !connection.isBackedUp { await Task.yield() }
+        try await peer.channel.setOption(.autoRead, value: true)
+        peer.channel.read()
+        try await sender.value
+        #expect(connection.bytesSent >= count * 1024)
+    }
 }

@@ -57,7 +57,8 @@ struct BenchRun: AsyncParsableCommand {
         let records = benchRecords()
         let recordTerms = records.map { Term.binary($0) }
         let blob = Term.binary([UInt8](repeating: 0x5A, count: 1024))
-        let scenarios = BenchScenario.all(senders: senders).filter { only == nil || $0.name.contains(only!) }
+        // Erlang-stack scenarios send to the OTP reference node, so they need it.
+        let scenarios = BenchScenario.all(senders: senders).filter { (only == nil || $0.name.contains(only!)) && (erlang || $0.stack == .native) }
 
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-bench-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -77,7 +78,7 @@ struct BenchRun: AsyncParsableCommand {
         defer { server.stop() }
 
         var reports: [ScenarioReport] = []
-        for scenario in scenarios {
+        for scenario in scenarios where scenario.stack == .native {
             var clientConfig = config
             clientConfig.stacks[0].compression.enabled = scenario.compression != nil
             if let mode = scenario.compression { clientConfig.stacks[0].compression.mode = mode }
@@ -86,7 +87,7 @@ struct BenchRun: AsyncParsableCommand {
                 environment: ["JUNCTION_COOKIE": cookie], group: group, logger: logger)
             let result = try await Self.throughput(
                 scenario, count: count / scenario.countDivisor, runs: runs, client: client, server: serverName, serverPID: server.pid,
-                records: recordTerms, blob: blob, payloadBytes: scenario.payloadBytes(records))
+                records: recordTerms, blob: blob, payloadBytes: scenario.payloadBytes(records)) { client.connection(to: serverName)?.bytesSent ?? 0 }
             await client.shutdown()
             reports.append(ScenarioReport(scenario: scenario.name, compression: scenario.compression?.rawValue ?? "off", junction: result, erlang: nil))
         }
@@ -104,9 +105,15 @@ struct BenchRun: AsyncParsableCommand {
         if erlang {
             let reference = try ErlangReference(sinks: senders, records: records, directory: directory)
             defer { reference.stop() }
+            for scenario in scenarios where scenario.stack == .erlang {
+                let result = try await Self.throughputToOTP(
+                    scenario, count: count / scenario.countDivisor, runs: runs, reference: reference, group: group, logger: logger, records: recordTerms,
+                    blob: blob, payloadBytes: scenario.payloadBytes(records))
+                reports.append(ScenarioReport(scenario: scenario.name, compression: "off", junction: result, erlang: nil))
+            }
             var cache: [String: ThroughputResult] = [:]
             for index in reports.indices {
-                let scenario = scenarios[index]
+                let scenario = scenarios.first { $0.name == reports[index].scenario }!
                 // Erlang distribution has no compression: every JSON row compares with its plain run.
                 let key = "\(scenario.payload)-\(scenario.senders)"
                 if cache[key] == nil {
@@ -148,9 +155,29 @@ struct BenchRun: AsyncParsableCommand {
 
     // MARK: - Junction measurements
 
+    /// The Erlang-stack scenarios: a hidden Junction node with an `erlang` stack sends to
+    /// the reference OTP node's sinks over Erlang distribution, as the OTP client does.
+    static func throughputToOTP(
+        _ scenario: BenchScenario, count: Int, runs: Int, reference: ErlangReference, group: any EventLoopGroup, logger: Logger, records: [Term],
+        blob: Term, payloadBytes: Int
+    ) async throws -> ThroughputResult {
+        let stack = StackSettings(name: "erlang", kind: .erlang, erlang: ErlangSettings(embeddedEpmd: false, hidden: true))
+        let config = JunctionConfig(
+            node: NodeSettings(name: "junction_bench@127.0.0.1", cookie: CookieSource(env: "JUNCTION_COOKIE")), stacks: [stack], routes: [],
+            limits: LimitSettings())
+        let server = try NodeName(reference.serverName)
+        let client = try await Node.start(
+            config: config, name: try NodeName("junction_bench_\(UInt32.random(in: 0...UInt32.max))@127.0.0.1"), hidden: true,
+            environment: ["JUNCTION_COOKIE": reference.cookie], group: group, logger: logger)
+        defer { Task { await client.shutdown() } }
+        return try await throughput(
+            scenario, count: count, runs: runs, client: client, server: server, serverPID: reference.serverPID, records: records, blob: blob,
+            payloadBytes: payloadBytes) { client.erlangConnection(to: server)?.bytesSent ?? 0 }
+    }
+
     static func throughput(
         _ scenario: BenchScenario, count: Int, runs: Int, client: Node, server: NodeName, serverPID: Int32, records: [Term], blob: Term,
-        payloadBytes: Int
+        payloadBytes: Int, wireBytes: @escaping @Sendable () -> Int
     ) async throws -> ThroughputResult {
         let senders = try (0..<scenario.senders).map { _ in try client.spawn() }
         let sent = SentCounter()
@@ -158,7 +185,7 @@ struct BenchRun: AsyncParsableCommand {
         func once(_ count: Int, label: String) async throws -> (rate: Double, cpu: Double, wire: Double) {
             sent.value.store(0, ordering: .relaxed)
             let cpu0 = ProcessCPU.seconds() + ProcessCPU.seconds(serverPID)
-            let wire0 = client.connection(to: server)?.bytesSent ?? 0
+            let wire0 = wireBytes()
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for (index, sender) in senders.enumerated() {
@@ -186,7 +213,7 @@ struct BenchRun: AsyncParsableCommand {
             }
             let elapsed = (ContinuousClock.now - start).seconds
             let cpu = ProcessCPU.seconds() + ProcessCPU.seconds(serverPID) - cpu0
-            let wire = (client.connection(to: server)?.bytesSent ?? 0) - wire0
+            let wire = wireBytes() - wire0
             return (Double(count) / elapsed, cpu / Double(count), Double(wire) / Double(count))
         }
 

@@ -14,7 +14,14 @@ struct BenchScenario: Sendable, Hashable {
         case jsonSame
     }
 
+    /// Which stack carries the Junction side: the native stack between two Junction
+    /// processes, or Erlang distribution from Junction to the OTP reference node.
+    enum Stack: String, Sendable, Hashable {
+        case native, erlang
+    }
+
     var name: String
+    var stack: Stack = .native
     var payload: Payload
     var senders: Int
     /// Junction's compression for this run; nil = off.
@@ -32,6 +39,8 @@ struct BenchScenario: Sendable, Hashable {
             BenchScenario(name: "1-to-1 2KiB JSON, message", payload: .json, senders: 1, compression: .message, countDivisor: 40),
             BenchScenario(name: "\(senders)-to-\(senders) 2KiB JSON, stream", payload: .json, senders: senders, compression: .stream, countDivisor: 40),
             BenchScenario(name: "1-to-1 same 2KiB JSON, stream", payload: .jsonSame, senders: 1, compression: .stream, countDivisor: 40),
+            BenchScenario(name: "erlang: 1-to-1 small, Junction to OTP", stack: .erlang, payload: .small, senders: 1, compression: nil, countDivisor: 1),
+            BenchScenario(name: "erlang: 1-to-1 1KiB binary, Junction to OTP", stack: .erlang, payload: .kib, senders: 1, compression: nil, countDivisor: 2),
         ]
     }
 
