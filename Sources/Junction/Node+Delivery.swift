@@ -6,7 +6,12 @@ import Logging
 import NIOCore
 
 extension Node: NativeStackDelegate {
-    public func admit(peer: NodeName, stack: NativeStack) -> NativeHandshake.Admission {
+    public func accepts(connectionFrom address: SocketAddress?, stack: NativeStack) -> Bool {
+        acceptsConnection(from: address, stack: stack.name)
+    }
+
+    public func admit(peer: NodeName, address: SocketAddress?, stack: NativeStack) -> NativeHandshake.Admission {
+        if let refusal = refusal(of: peer, address: address) { return .reject(.notAllowed, refusal) }
         let routeCookie = routes.route(for: peer.description).lazy.compactMap(\.route.cookie).first
         // One deterministic rule on both sides: the connection dialled by the greater
         // node name survives, so exactly one remains.
@@ -20,17 +25,11 @@ extension Node: NativeStackDelegate {
     }
 
     public func established(_ connection: NativeConnection) {
-        logger.info("connected to \(connection.peer)", metadata: ["junction.peer": "\(connection.peer)", "junction.direction": "\(connection.direction.rawValue)", "junction.stack": "\(connection.stack)"])
-        install(connection)
+        announceEstablished(connection)
     }
 
     public func closed(_ connection: NativeConnection, error: (any Error)?) {
-        connections.remove(connection)
-        if let error {
-            logger.warning("connection to \(connection.peer) lost: \(error)", metadata: ["junction.peer": "\(connection.peer)"])
-        } else {
-            logger.info("connection to \(connection.peer) closed", metadata: ["junction.peer": "\(connection.peer)"])
-        }
+        announceEnded(connection, error: error)
     }
 
     /// Delivers one read's frames into mailboxes, taking the registry lock once. A

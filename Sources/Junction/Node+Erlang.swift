@@ -2,10 +2,16 @@ import JunctionCore
 import JunctionErlang
 import JunctionTerm
 import Logging
+import NIOCore
 import Synchronization
 
 extension Node: ErlangStackDelegate {
-    public func admit(peer: NodeName, stack: ErlangStack) -> ErlangHandshake.Admission {
+    public func accepts(connectionFrom address: SocketAddress?, stack: ErlangStack) -> Bool {
+        acceptsConnection(from: address, stack: stack.name)
+    }
+
+    public func admit(peer: NodeName, address: SocketAddress?, stack: ErlangStack) -> ErlangHandshake.Admission {
+        if let refusal = refusal(of: peer, address: address) { return .notAllowed(refusal) }
         let routeCookie = routes.route(for: peer.description).lazy.compactMap(\.route.cookie).first
         let accepted = routeCookie ?? cookie
         // The greater name's attempt wins, on both sides (`ok_simultaneous` / `nok`).
@@ -19,20 +25,12 @@ extension Node: ErlangStackDelegate {
     }
 
     public func established(_ connection: ErlangConnection) {
-        logger.info(
-            "connected to \(connection.peer)",
-            metadata: ["junction.peer": "\(connection.peer)", "junction.direction": "\(connection.direction.rawValue)", "junction.stack": "\(connection.stack)"])
-        install(connection)
+        announceEstablished(connection)
     }
 
     public func closed(_ connection: ErlangConnection, error: (any Error)?) {
-        connections.remove(connection)
         watchers.forget(peer: connection.peer.atom)
-        if let error {
-            logger.warning("connection to \(connection.peer) lost: \(error)", metadata: ["junction.peer": "\(connection.peer)"])
-        } else {
-            logger.info("connection to \(connection.peer) closed", metadata: ["junction.peer": "\(connection.peer)"])
-        }
+        announceEnded(connection, error: error)
     }
 
     /// One distribution message from an Erlang node (`spec/erlang-distribution.md` §1.4).

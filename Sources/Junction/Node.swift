@@ -26,6 +26,11 @@ public final class Node: Sendable {
     let processes = ProcessRegistry()
     let connections: ConnectionTable
     let watchers = Watchers()
+    let status = NetworkStatusPort()
+    let access: Mutex<AccessRules>
+    /// Peers closed by `disconnectSystem`: not reconnected, in either direction, until
+    /// `connectSystem`.
+    let disconnected = Mutex<Set<Atom>>([])
     let runtime: Mutex<Runtime>
 
     struct Runtime: Sendable {
@@ -49,6 +54,7 @@ public final class Node: Sendable {
         logger[metadataKey: "junction.node"] = "\(name)"
         self.logger = logger
         self.connections = ConnectionTable(limits: config.limits)
+        self.access = Mutex(config.access)
     }
 
     /// Starts a node: reads the cookie, builds the routing table, starts every stack's
@@ -165,6 +171,7 @@ public final class Node: Sendable {
             guard alias.node != name.atom else { return }
             peer = alias.node
         }
+        try checkSendable(peer)
         let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
         let pending = PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize)
@@ -294,6 +301,7 @@ public final class Node: Sendable {
         } else {
             throw RouteUnusable("the route names neither a resolver nor a host and port")
         }
+        try checkDialable(peer, host: resolved.host, port: resolved.port)
         if let erlang = erlangStack(resolved.stack) {
             return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie)
         }

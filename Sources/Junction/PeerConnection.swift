@@ -8,10 +8,14 @@ protocol PeerConnection: AnyObject, Sendable {
     var peer: NodeName { get }
     var stackName: String { get }
     var isOutgoing: Bool { get }
+    /// `ip:port` of the connection's socket.
+    var remoteAddress: String { get }
     /// Queues `payload` for `destination`; true when the connection is backed up.
     func send(_ payload: Payload, to destination: Destination, from sender: Pid, streamKey: UInt32) throws -> Bool
     func waitUntilWritable(streamKey: UInt32) async throws
     func close()
+    /// Closes at once, dropping what is queued.
+    func abort()
     func closeAndWait() async
 }
 

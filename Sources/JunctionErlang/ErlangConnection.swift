@@ -148,6 +148,12 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         for waiter in waiters { waiter.resume(throwing: DistributionError("the connection to \(peer) closed")) }
     }
 
+    /// Closes at once, dropping what is pending (a blocked peer).
+    public func abort() {
+        markClosed()
+        channel.close(promise: nil)
+    }
+
     /// Writes what is pending, then closes.
     public func close() {
         channel.eventLoop.execute {

@@ -77,7 +77,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .admit(let peer, let flags):
             logger[metadataKey: "junction.peer"] = "\(peer)"
             guard case .handshake(var handshake) = phase else { return }
-            let admission = stack.delegate.admit(peer: peer, stack: stack)
+            let admission = stack.delegate.admit(peer: peer, address: context.channel.remoteAddress, stack: stack)
             logger.debug("handshake from \(peer) (flags \(flags))")
             let actions = handshake.admit(admission, now: .now())
             phase = .handshake(handshake)

@@ -6,8 +6,11 @@ import Synchronization
 
 /// What the node decides and learns about the Erlang stack's connections.
 public protocol ErlangStackDelegate: AnyObject, Sendable {
-    /// An Erlang node is connecting: accept it (with the cookie for it) or not.
-    func admit(peer: NodeName, stack: ErlangStack) -> ErlangHandshake.Admission
+    /// May a connection from `address` be accepted at all? Asked before any byte is read;
+    /// false closes it at once.
+    func accepts(connectionFrom address: SocketAddress?, stack: ErlangStack) -> Bool
+    /// An Erlang node is connecting from `address`: accept it (with the cookie for it) or not.
+    func admit(peer: NodeName, address: SocketAddress?, stack: ErlangStack) -> ErlangHandshake.Admission
     func established(_ connection: ErlangConnection)
     /// One distribution message; throwing closes that connection only.
     func received(_ message: DistributionMessage, on connection: ErlangConnection) throws
@@ -76,6 +79,10 @@ public final class ErlangStack: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard self.delegate.accepts(connectionFrom: channel.remoteAddress, stack: self) else {
+                        channel.close(promise: nil)
+                        return
+                    }
                     try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
                     self.track(channel)
                 }

@@ -172,7 +172,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     }
 
     /// Closes every link at once, dropping what is queued.
-    func abort() {
+    public func abort() {
         for slot in slots {
             slot.outbox.close(flushPending: false)
             slot.channel?.close(promise: nil)

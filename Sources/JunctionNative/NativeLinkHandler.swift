@@ -6,8 +6,11 @@ import NIOCore
 /// What the node decides and learns about native connections. Every method is called
 /// on a link's event loop and must not block.
 public protocol NativeStackDelegate: AnyObject, Sendable {
-    /// May `peer` connect through `stack`? Decides the cookie too.
-    func admit(peer: NodeName, stack: NativeStack) -> NativeHandshake.Admission
+    /// May a connection from `address` be accepted at all? Asked before any byte is read;
+    /// false closes it at once.
+    func accepts(connectionFrom address: SocketAddress?, stack: NativeStack) -> Bool
+    /// May `peer`, connecting from `address`, connect through `stack`? Decides the cookie too.
+    func admit(peer: NodeName, address: SocketAddress?, stack: NativeStack) -> NativeHandshake.Admission
     /// A connection finished its handshake (either direction).
     func established(_ connection: NativeConnection)
     /// An established connection ended; `error` is nil for a graceful close.
@@ -226,7 +229,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         case .admit(let peer):
             logger[metadataKey: "junction.peer"] = "\(peer)"
             guard case .handshake(var handshake) = phase else { return }
-            let next = handshake.admit(stack.delegate.admit(peer: peer, stack: stack), now: .now())
+            let next = handshake.admit(stack.delegate.admit(peer: peer, address: context.channel.remoteAddress, stack: stack), now: .now())
             phase = .handshake(handshake)
             perform(next, context: context)
             return

@@ -47,6 +47,10 @@ public final class NativeStack: Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard self.delegate.accepts(connectionFrom: channel.remoteAddress, stack: self) else {
+                            channel.close(promise: nil)
+                            return
+                        }
                         let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
                         try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
                         self.track(channel)

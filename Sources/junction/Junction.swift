@@ -61,9 +61,22 @@ struct Run: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.node.eventLoopThreads)
         let node = try await Node.start(config: config, name: nodeName, environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
         let echo = try node.spawn(name: "echo")
-        logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg}")
+        logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg} and gen_server calls with {echo, Request}")
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask(executorPreference: node.executor) { try await EchoService.run(echo) }
+            tasks.addTask {
+                // One line per network event.
+                for await update in node.networkStatus() {
+                    switch update {
+                    case .snapshot(let snapshot):
+                        logger.info("network status: \(snapshot.connections.count) connections, \(snapshot.rules.ipRules.count) IP rules, \(snapshot.rules.allowedSystems.count) allowed and \(snapshot.rules.blockedSystems.count) blocked systems")
+                    case .event(let event):
+                        logger.info("network: \(event)")
+                    case .missed(let count):
+                        logger.warning("network: \(count) status events were missed (the log fell behind)")
+                    }
+                }
+            }
             tasks.addTask { await Signals.wait(for: [SIGINT, SIGTERM]) }
             _ = try await tasks.next()
             tasks.cancelAll()

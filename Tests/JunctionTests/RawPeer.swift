@@ -11,15 +11,24 @@ final class RawPeer: Sendable {
     let channel: any Channel
     let received: AsyncStream<ByteBuffer>
 
-    /// Connects to `address` and completes the handshake as `name` dialling `target`.
-    static func connect(to address: SocketAddress, as name: NodeName, target: NodeName, cookie: String, flags: NativeFlags) async throws -> RawPeer {
+    /// Connects to `address` (from the loopback address `source`, e.g. 127.0.0.2, when
+    /// given) without a handshake.
+    static func open(to address: SocketAddress, from source: String? = nil) async throws -> RawPeer {
         let (stream, sink) = AsyncStream.makeStream(of: ByteBuffer.self)
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(sink: sink)) }
             }
-            .connect(to: address).get()
-        let peer = RawPeer(channel: channel, received: stream)
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        return RawPeer(channel: try await bootstrap.connect(to: address).get(), received: stream)
+    }
+
+    /// Connects to `address` (from `source` when given) and completes the handshake as
+    /// `name` dialling `target`.
+    static func connect(
+        to address: SocketAddress, from source: String? = nil, as name: NodeName, target: NodeName, cookie: String, flags: NativeFlags
+    ) async throws -> RawPeer {
+        let peer = try await open(to: address, from: source)
         try await peer.handshake(as: name, target: target, cookie: cookie, flags: flags)
         return peer
     }

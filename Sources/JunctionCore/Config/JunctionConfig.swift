@@ -7,14 +7,17 @@ public struct JunctionConfig: Sendable, Decodable {
     public var stacks: [StackSettings]
     public var routes: [RouteSettings]
     public var limits: LimitSettings
+    /// Block and allow rules in force at start, in order.
+    public var access: AccessRules
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits }
+    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits, access }
 
-    public init(node: NodeSettings, stacks: [StackSettings], routes: [RouteSettings] = [], limits: LimitSettings = .init()) {
+    public init(node: NodeSettings, stacks: [StackSettings], routes: [RouteSettings] = [], limits: LimitSettings = .init(), access: AccessRules = .init()) {
         self.node = node
         self.stacks = stacks
         self.routes = routes
         self.limits = limits
+        self.access = access
     }
 
     public init(from decoder: Decoder) throws {
@@ -23,6 +26,8 @@ public struct JunctionConfig: Sendable, Decodable {
         stacks = try container.decode([StackSettings].self, forKey: .stacks)
         routes = try container.value(.routes, default: [])
         limits = try container.value(.limits, default: LimitSettings())
+        access = AccessRules()
+        for entry in try container.value(.access, default: [AccessEntry]()) { entry.apply(to: &access) }
         try validate(path: decoder.codingPath)
     }
 
@@ -388,4 +393,47 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
 
 func checkPort(_ port: Int, _ path: [CodingKey]) throws {
     guard (0...65535).contains(port) else { throw invalid(path, "port \(port) is outside 0...65535") }
+}
+
+/// `access[]` — one rule, applied in the order written: `blockIp`, `blockIpNet`,
+/// `allowIp`, `allowIpNet` (an address or CIDR network), `blockSystem`, `allowSystem` (a
+/// node name).
+struct AccessEntry: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case blockIp, blockIpNet, allowIp, allowIpNet, blockSystem, allowSystem }
+
+    enum Rule {
+        case ip(AccessRules.IPRule)
+        case blockSystem(String)
+        case allowSystem(String)
+    }
+
+    let rule: Rule
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        let present = CodingKeys.allCases.filter { container.contains($0) }
+        guard present.count == 1, let key = present.first else {
+            throw invalid(decoder.codingPath, "an access rule has exactly one of \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let text = try container.decode(String.self, forKey: key)
+        switch key {
+        case .blockSystem, .allowSystem:
+            guard let name = try? NodeName(text) else { throw invalid(decoder.codingPath + [key], "'\(text)' is not a node name (name@host)") }
+            rule = key == .blockSystem ? .blockSystem(name.description) : .allowSystem(name.description)
+        case .blockIp, .allowIp, .blockIpNet, .allowIpNet:
+            let single = key == .blockIp || key == .allowIp
+            guard let network = single ? IPAddress(text).map(IPNetwork.init) : IPNetwork(text) else {
+                throw invalid(decoder.codingPath + [key], "'\(text)' is not \(single ? "an IP address" : "an IP network (address/prefix)")")
+            }
+            rule = .ip(key == .blockIp || key == .blockIpNet ? .block(network) : .allow(network))
+        }
+    }
+
+    func apply(to rules: inout AccessRules) {
+        switch rule {
+        case .ip(let ipRule): rules.apply(ipRule)
+        case .blockSystem(let name): rules.blockSystem(name)
+        case .allowSystem(let name): rules.allowSystem(name)
+        }
+    }
 }

@@ -1,0 +1,122 @@
+import JunctionCore
+import Synchronization
+
+/// A connection's far end, as status events name it.
+public struct PeerInfo: Sendable, Hashable, CustomStringConvertible {
+    public var stack: String
+    public var node: String
+    /// `ip:port` of the connection's socket.
+    public var address: String
+
+    public init(stack: String, node: String, address: String) {
+        self.stack = stack
+        self.node = node
+        self.address = address
+    }
+
+    public var description: String { "\(node) at \(address) (stack \(stack))" }
+}
+
+/// What the network status port reports (`spec/network-status-port.txt`).
+public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
+    case connectionEstablished(PeerInfo)
+    case connectionLost(PeerInfo, reason: String)
+    case connectionDropped(PeerInfo, droppedMessages: Int)
+    case connectionClosed(PeerInfo)
+    case softConnectionLimitReached(limit: Int)
+    case hardConnectionLimitReached(limit: Int)
+    case criticalNetworkFailure(stack: String, reason: String)
+    case blockedSystem(String)
+    case blockedIp(IPAddress)
+    case blockedIpNet(IPNetwork)
+    case allowedSystem(String)
+    case allowedIp(IPAddress)
+    case allowedIpNet(IPNetwork)
+
+    public var description: String {
+        switch self {
+        case .connectionEstablished(let peer): return "connectionEstablished \(peer)"
+        case .connectionLost(let peer, let reason): return "connectionLost \(peer): \(reason)"
+        case .connectionDropped(let peer, let count): return "connectionDropped \(peer), \(count) queued messages dropped"
+        case .connectionClosed(let peer): return "connectionClosed \(peer)"
+        case .softConnectionLimitReached(let limit): return "softConnectionLimitReached (\(limit) connections)"
+        case .hardConnectionLimitReached(let limit): return "hardConnectionLimitReached (\(limit) connections)"
+        case .criticalNetworkFailure(let stack, let reason): return "criticalNetworkFailure on stack \(stack): \(reason)"
+        case .blockedSystem(let system): return "blockedSystem \(system)"
+        case .blockedIp(let address): return "blockedIp \(address)"
+        case .blockedIpNet(let network): return "blockedIpNet \(network)"
+        case .allowedSystem(let system): return "allowedSystem \(system)"
+        case .allowedIp(let address): return "allowedIp \(address)"
+        case .allowedIpNet(let network): return "allowedIpNet \(network)"
+        }
+    }
+}
+
+/// The state a subscriber starts from.
+public struct NetworkSnapshot: Sendable, Hashable {
+    public var connections: [PeerInfo]
+    public var rules: AccessRules
+}
+
+/// One item of a status subscription: the snapshot first, then every change. When the
+/// subscriber falls behind by more than its buffer, the events it missed are counted and
+/// reported as soon as there is room again.
+public enum NetworkStatusUpdate: Sendable, Hashable {
+    case snapshot(NetworkSnapshot)
+    case event(NetworkEvent)
+    case missed(Int)
+}
+
+/// Fans network events out to subscribers without ever waiting for them: each has a
+/// bounded buffer, and overflow is reported to it rather than blocking the network.
+final class NetworkStatusPort: Sendable {
+    struct Subscriber {
+        let continuation: AsyncStream<NetworkStatusUpdate>.Continuation
+        var missed = 0
+    }
+
+    struct State: ~Copyable {
+        var subscribers: [Int: Subscriber] = [:]
+        var nextID = 0
+    }
+
+    let state = Mutex(State())
+    let bufferSize: Int
+
+    init(bufferSize: Int = 1024) { self.bufferSize = bufferSize }
+
+    /// A subscription that starts with `snapshot()`, taken so that no event falls between
+    /// it and the first change.
+    func subscribe(snapshot: () -> NetworkSnapshot) -> AsyncStream<NetworkStatusUpdate> {
+        let (stream, continuation) = AsyncStream.makeStream(of: NetworkStatusUpdate.self, bufferingPolicy: .bufferingOldest(bufferSize))
+        let id = state.withLock { state -> Int in
+            continuation.yield(.snapshot(snapshot()))
+            defer { state.nextID += 1 }
+            state.subscribers[state.nextID] = Subscriber(continuation: continuation)
+            return state.nextID
+        }
+        continuation.onTermination = { _ in self.state.withLock { _ = $0.subscribers.removeValue(forKey: id) } }
+        return stream
+    }
+
+    /// Sends `event` to every subscriber, under the same lock as `subscribe`'s snapshot.
+    func publish(_ event: NetworkEvent, while update: () -> Void = {}) {
+        state.withLock { state in
+            update()
+            for (id, var subscriber) in state.subscribers {
+                if subscriber.missed > 0, case .enqueued = subscriber.continuation.yield(.missed(subscriber.missed)) {
+                    subscriber.missed = 0
+                }
+                if subscriber.missed > 0 || !Self.enqueued(subscriber.continuation.yield(.event(event))) {
+                    subscriber.missed += 1
+                }
+                state.subscribers[id] = subscriber
+            }
+        }
+    }
+
+    static func enqueued(_ result: AsyncStream<NetworkStatusUpdate>.Continuation.YieldResult) -> Bool {
+        if case .enqueued = result { return true }
+        return false
+    }
+}

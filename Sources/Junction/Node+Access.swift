@@ -1,0 +1,154 @@
+import JunctionCore
+import JunctionErlang
+import JunctionNative
+import JunctionTerm
+import Logging
+import NIOCore
+
+/// A send or dial refused by a block rule.
+public struct AccessDenied: Error, Sendable, CustomStringConvertible {
+    public let peer: String
+    public let rule: String
+    public var description: String { "\(peer) is blocked by the rule '\(rule)'; allow it (allowSystem, allowIp or allowIpNet) to reach it again" }
+}
+
+/// A send to a node whose connection `disconnectSystem` closed.
+public struct DisconnectedByRequest: Error, Sendable, CustomStringConvertible {
+    public let peer: String
+    public var description: String { "the connection to \(peer) was closed by a disconnectSystem request; send connectSystem to connect again" }
+}
+
+/// What a component may ask of the network (`spec/network-status-port.txt`). Each is
+/// answered by the matching event on the status port once applied.
+public enum NetworkRequest: Sendable, Hashable {
+    case disconnectSystem(NodeName)
+    case connectSystem(NodeName)
+    case blockSystem(NodeName)
+    case blockIp(IPAddress)
+    case blockIpNet(IPNetwork)
+    case allowSystem(NodeName)
+    case allowIp(IPAddress)
+    case allowIpNet(IPNetwork)
+}
+
+extension PeerConnection {
+    var info: PeerInfo { PeerInfo(stack: stackName, node: peer.description, address: remoteAddress) }
+
+    /// The IP of `remoteAddress` (`ip:port`).
+    var remoteIP: IPAddress? {
+        guard let colon = remoteAddress.lastIndex(of: ":") else { return nil }
+        return IPAddress(String(remoteAddress[..<colon]))
+    }
+}
+
+extension SocketAddress {
+    var ip: IPAddress? { ipAddress.flatMap(IPAddress.init) }
+}
+
+extension Node {
+    /// The network status: a snapshot of the connections and rules, then every change.
+    /// A subscriber that falls more than 1024 updates behind gets `.missed(n)`.
+    public func networkStatus() -> AsyncStream<NetworkStatusUpdate> {
+        status.subscribe { NetworkSnapshot(connections: connections.all().map(\.info), rules: access.withLock { $0 }) }
+    }
+
+    /// The rules in force.
+    public var accessRules: AccessRules { access.withLock { $0 } }
+
+    /// Carries out `request`; its event is published once it is applied.
+    public func request(_ request: NetworkRequest) async {
+        switch request {
+        case .disconnectSystem(let peer):
+            disconnected.withLock { _ = $0.insert(peer.atom) }
+            connections.connection(peer.atom)?.close()
+        case .connectSystem(let peer):
+            disconnected.withLock { _ = $0.remove(peer.atom) }
+            guard connections.connection(peer.atom) == nil, !connections.isDialling(peer.atom) else { return }
+            do {
+                install(try await connect(peer))
+            } catch {
+                logger.notice("connectSystem \(peer): \(error)")
+            }
+        case .blockSystem(let peer):
+            changeRules(.blockedSystem(peer.description)) { $0.blockSystem(peer.description) }
+        case .allowSystem(let peer):
+            changeRules(.allowedSystem(peer.description)) { $0.allowSystem(peer.description) }
+        case .blockIp(let address):
+            changeRules(.blockedIp(address)) { $0.apply(.block(IPNetwork(address))) }
+        case .blockIpNet(let network):
+            changeRules(.blockedIpNet(network)) { $0.apply(.block(network)) }
+        case .allowIp(let address):
+            changeRules(.allowedIp(address)) { $0.apply(.allow(IPNetwork(address))) }
+        case .allowIpNet(let network):
+            changeRules(.allowedIpNet(network)) { $0.apply(.allow(network)) }
+        }
+    }
+
+    /// Applies a rule change and publishes its event at once; then closes the live
+    /// connections the new rules block.
+    func changeRules(_ event: NetworkEvent, _ change: (inout AccessRules) -> Void) {
+        status.publish(event) { access.withLock { change(&$0) } }
+        logger.debug("\(event)")
+        for connection in connections.all() {
+            if case .blocked(let rule) = decision(system: connection.peer.description, address: connection.remoteIP) {
+                logger.notice("closing the connection to \(connection.peer): blocked by '\(rule)'")
+                connection.abort()
+            }
+        }
+    }
+
+    func decision(system: String?, address: IPAddress?) -> AccessRules.Decision {
+        access.withLock { $0.decision(system: system, address: address) }
+    }
+
+    /// Accept-time check, before any handshake byte is read: an address the IP rules
+    /// block is refused at once, unless an allowed system might be behind it (then the
+    /// handshake decides, when the name is known).
+    func acceptsConnection(from address: SocketAddress?, stack: String) -> Bool {
+        let (decision, canOverride) = access.withLock { ($0.decision(system: nil, address: address?.ip), $0.allowListCanOverride) }
+        guard case .blocked(let rule) = decision, !canOverride else { return true }
+        logger.notice("refused a connection from \(address?.description ?? "?") on stack \(stack): blocked by '\(rule)'")
+        return false
+    }
+
+    /// Why `peer` connecting from `address` may not be admitted, if it may not.
+    func refusal(of peer: NodeName, address: SocketAddress?) -> String? {
+        if disconnected.withLock({ $0.contains(peer.atom) }) {
+            return "\(peer) was disconnected by request; this node accepts it again after connectSystem"
+        }
+        if case .blocked(let rule) = decision(system: peer.description, address: address?.ip) {
+            return "\(peer) is blocked by '\(rule)'"
+        }
+        return nil
+    }
+
+    /// Send-time check: a blocked or disconnected peer fails fast.
+    func checkSendable(_ peer: Atom) throws {
+        if disconnected.withLock({ $0.contains(peer) }) { throw DisconnectedByRequest(peer: peer.name) }
+        if case .blocked(let rule) = decision(system: peer.name, address: connections.connection(peer)?.remoteIP) {
+            throw AccessDenied(peer: peer.name, rule: rule)
+        }
+    }
+
+    /// Dial-time check of the address a route resolved to.
+    func checkDialable(_ peer: NodeName, host: String, port: Int) throws {
+        let address = try? SocketAddress.makeAddressResolvingHost(host, port: port)
+        if case .blocked(let rule) = decision(system: peer.description, address: address?.ip ?? IPAddress(host)) {
+            throw AccessDenied(peer: peer.description, rule: rule)
+        }
+    }
+
+    /// Publishes that `connection` is up, with the table updated under the same lock.
+    func announceEstablished(_ connection: any PeerConnection) {
+        let event = NetworkEvent.connectionEstablished(connection.info)
+        status.publish(event) { install(connection) }
+        logger.debug("\(event)", metadata: ["junction.peer": "\(connection.peer)"])
+    }
+
+    /// Publishes that `connection` ended: closed gracefully, or lost with `error`.
+    func announceEnded(_ connection: any PeerConnection, error: (any Error)?) {
+        let event: NetworkEvent = error.map { .connectionLost(connection.info, reason: "\($0)") } ?? .connectionClosed(connection.info)
+        status.publish(event) { connections.remove(connection) }
+        logger.debug("\(event)", metadata: ["junction.peer": "\(connection.peer)"])
+    }
+}
