@@ -39,6 +39,9 @@ final class ConnectionTable: Sendable {
         var queue: [PendingMessage] = []
         var queuedBytes = 0
         let outcome = DialOutcome()
+        /// Redialling a lost connection: senders do not wait, their messages are
+        /// retained and go out after the reconnect (or are dropped and counted).
+        var retained = false
     }
 
     enum Entry: Sendable {
@@ -52,6 +55,8 @@ final class ConnectionTable: Sendable {
         /// Queued behind a dial in progress, whose `outcome` tells whether the message
         /// went out; `startDial` is true for the caller that must run the dial.
         case queued(DialOutcome, startDial: Bool)
+        /// Retained while a lost connection is redialled.
+        case retained
     }
 
     let entries = Mutex<[Atom: Entry]>([:])
@@ -73,7 +78,7 @@ final class ConnectionTable: Sendable {
                 dial.queue.append(pending)
                 dial.queuedBytes += pending.size
                 entries[peer] = .dialling(dial)
-                return .queued(dial.outcome, startDial: false)
+                return dial.retained ? .retained : .queued(dial.outcome, startDial: false)
             case nil:
                 let pending = message()
                 let dial = Dial(queue: [pending], queuedBytes: pending.size)
@@ -112,6 +117,36 @@ final class ConnectionTable: Sendable {
         }
         outcome?.complete(.success(()))
         return replaced
+    }
+
+    /// `connection` was lost: unless another one replaced it, its peer's messages are
+    /// retained from now on while it is redialled. False when it was not the current one.
+    func markLost(_ connection: any PeerConnection) -> Bool {
+        entries.withLock { entries in
+            let peer = connection.peer.atom
+            guard case .connected(let current) = entries[peer], current === connection else { return false }
+            var dial = Dial()
+            dial.retained = true
+            entries[peer] = .dialling(dial)
+            return true
+        }
+    }
+
+    /// Whether `peer`'s lost connection is still being redialled (nobody reconnected).
+    func isRetaining(_ peer: Atom) -> Bool {
+        entries.withLock { entries in
+            if case .dialling(let dial) = entries[peer] { return dial.retained }
+            return false
+        }
+    }
+
+    /// Gives up a redial: drops the retained messages and returns how many there were.
+    func dropRetained(_ peer: Atom) -> Int {
+        entries.withLock { entries in
+            guard case .dialling(let dial) = entries[peer], dial.retained else { return 0 }
+            entries[peer] = nil
+            return dial.queue.count
+        }
     }
 
     /// Ends a failed dial: its queue is dropped and every waiting sender gets `error`.

@@ -99,10 +99,20 @@ final class NetworkStatusPort: Sendable {
         return stream
     }
 
-    /// Sends `event` to every subscriber, under the same lock as `subscribe`'s snapshot.
+    /// Sends `event` to every subscriber, `update` applied under the same lock as
+    /// `subscribe`'s snapshot.
     func publish(_ event: NetworkEvent, while update: () -> Void = {}) {
-        state.withLock { state in
+        publish {
             update()
+            return event
+        }
+    }
+
+    /// Applies a change and sends the event it returns, under the snapshot's lock.
+    @discardableResult
+    func publish(_ change: () -> NetworkEvent) -> NetworkEvent {
+        state.withLock { state in
+            let event = change()
             for (id, var subscriber) in state.subscribers {
                 if subscriber.missed > 0, case .enqueued = subscriber.continuation.yield(.missed(subscriber.missed)) {
                     subscriber.missed = 0
@@ -112,6 +122,7 @@ final class NetworkStatusPort: Sendable {
                 }
                 state.subscribers[id] = subscriber
             }
+            return event
         }
     }
 

@@ -65,7 +65,7 @@ extension Node {
             disconnected.withLock { _ = $0.remove(peer.atom) }
             guard connections.connection(peer.atom) == nil, !connections.isDialling(peer.atom) else { return }
             do {
-                install(try await connect(peer))
+                _ = try await connect(peer)
             } catch {
                 logger.notice("connectSystem \(peer): \(error)")
             }
@@ -145,10 +145,43 @@ extension Node {
         logger.debug("\(event)", metadata: ["junction.peer": "\(connection.peer)"])
     }
 
-    /// Publishes that `connection` ended: closed gracefully, or lost with `error`.
+    /// Publishes that `connection` ended: closed gracefully, or lost with `error`. A lost
+    /// connection is redialled with backoff while its peer's messages are retained.
     func announceEnded(_ connection: any PeerConnection, error: (any Error)?) {
+        let peer = connection.peer
+        let redial = error != nil && !disconnected.withLock { $0.contains(peer.atom) } && refusal(of: peer, address: nil) == nil
         let event: NetworkEvent = error.map { .connectionLost(connection.info, reason: "\($0)") } ?? .connectionClosed(connection.info)
-        status.publish(event) { connections.remove(connection) }
-        logger.debug("\(event)", metadata: ["junction.peer": "\(connection.peer)"])
+        var retaining = false
+        status.publish(event) {
+            retaining = redial && connections.markLost(connection)
+            if !retaining { connections.remove(connection) }
+        }
+        logger.debug("\(event)", metadata: ["junction.peer": "\(peer)"])
+        if retaining { startRedialling(peer, info: connection.info) }
+    }
+
+    /// Redials a lost connection as `PeerLifecycle` says until it is back (by this dial
+    /// or the peer's), or drops what was retained after the last attempt.
+    func startRedialling(_ peer: NodeName, info: PeerInfo) {
+        let task = Task {
+            var lifecycle = PeerLifecycle(settings: config.limits.reconnect)
+            var action = lifecycle.lost(jitter: Double.random(in: 0..<1))
+            while case .retry(let delay) = action {
+                try? await Task.sleep(for: delay)
+                guard !Task.isCancelled, connections.isRetaining(peer.atom) else { return }
+                do {
+                    // `established` installs it and flushes what was retained.
+                    _ = try await connect(peer)
+                    return
+                } catch {
+                    logger.debug("redialling \(peer) failed: \(error)")
+                    action = lifecycle.attemptFailed(jitter: Double.random(in: 0..<1))
+                }
+            }
+            let event = status.publish { .connectionDropped(info, droppedMessages: connections.dropRetained(peer.atom)) }
+            logger.debug("\(event)")
+            _ = runtime.withLock { $0.dials.removeValue(forKey: peer.atom) }
+        }
+        runtime.withLock { $0.dials[peer.atom] = task }
     }
 }

@@ -183,6 +183,8 @@ public final class Node: Sendable {
         case .queued(let outcome, let startDial):
             if startDial { startDialling(peer) }
             try await outcome.wait()
+        case .retained:
+            return
         }
     }
 
@@ -213,9 +215,9 @@ public final class Node: Sendable {
     func dial(_ peer: Atom) async {
         do {
             let target = try NodeName(peer.name)
-            let connection = try await connect(target)
-            // `established` installed it already; make sure (it may have replaced an older one).
-            if connections.connection(peer) !== connection { install(connection) }
+            // The stack's `established` installs the connection (and flushes the queue);
+            // installing it again here could bring back one that died meanwhile.
+            _ = try await connect(target)
         } catch let error where Self.lostTieBreak(error) {
             // The peer's own dial won the tie-break; its connection arrives as incoming.
             await awaitIncoming(peer)

@@ -31,6 +31,8 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         var wroteSinceTick = false
         var waiters: [CheckedContinuation<Void, any Error>] = []
         var bytesWritten = 0
+        /// This side asked to close (`close` or `abort`): the end is not a loss.
+        var closeRequested = false
         /// When the last batch was written; nil before the first.
         var lastFlush: NIODeadline?
     }
@@ -139,6 +141,8 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         channel.writeAndFlush(tick, promise: nil)
     }
 
+    var closeRequested: Bool { writer.withLock { $0.closeRequested } }
+
     func markClosed() {
         let waiters = writer.withLock { writer -> [CheckedContinuation<Void, any Error>] in
             writer.closed = true
@@ -150,12 +154,14 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
 
     /// Closes at once, dropping what is pending (a blocked peer).
     public func abort() {
+        writer.withLock { $0.closeRequested = true }
         markClosed()
         channel.close(promise: nil)
     }
 
     /// Writes what is pending, then closes.
     public func close() {
+        writer.withLock { $0.closeRequested = true }
         channel.eventLoop.execute {
             self.flush()
             self.channel.close(promise: nil)

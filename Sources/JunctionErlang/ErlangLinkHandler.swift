@@ -181,6 +181,11 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .handshake:
             established?.fail(ErlangHandshakeError(reason: .malformed, detail: "the peer closed the connection during the handshake (a wrong cookie, or it refused us)"))
         case .data(let connection, _):
+            // Erlang distribution has no close message: an end this side did not ask
+            // for is a lost connection.
+            if failure == nil, !connection.closeRequested {
+                failure = DistributionError("\(connection.peer) closed the connection (it stopped, or its network went away)")
+            }
             connection.markClosed()
             stack.delegate.closed(connection, error: failure)
         case .closed:

@@ -14,13 +14,13 @@ struct OTPInteropTests {
     ]
 
     @Test("OTP's term_to_binary output decodes to the parsed term, and we encode the same bytes")
-    func matchesTermToBinary() throws {
+    func matchesTermToBinary() async throws {
         let script = """
             Ts = [\(Self.sources.joined(separator: ", "))],
             lists:foreach(fun(T) -> io:format("~w~n", [binary_to_list(term_to_binary(T, [{minor_version, 2}]))]) end, Ts),
             halt().
             """
-        let output = try runErl(script)
+        let output = try await runErl(script)
         let lines = output.split(separator: "\n").map(String.init)
         try #require(lines.count == Self.sources.count, "erl printed: \(output)")
         for (source, line) in zip(Self.sources, lines) {
@@ -34,7 +34,15 @@ struct OTPInteropTests {
 
 /// Runs `erl -noshell -eval SCRIPT` and returns what it printed. Fails when erl is not
 /// installed: the test command installs it, and an interop test never skips.
-func runErl(_ script: String) throws -> String {
+/// It runs on a thread of its own: Foundation's `Process` completes its waits on the same
+/// few threads as Swift's concurrency, so a blocking wait there can starve them all.
+func runErl(_ script: String) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try runErlBlocking(script) }) }
+    }
+}
+
+func runErlBlocking(_ script: String) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = ["erl", "-noshell", "-eval", script]

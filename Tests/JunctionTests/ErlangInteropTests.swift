@@ -12,7 +12,7 @@ import Testing
 /// A Junction node with a native stack (the default) and an `erlang` stack whose epmd
 /// port is `epmdPort`; routes send `e*@localhost` names over the Erlang stack with the
 /// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `Gateway`).
-func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s") throws -> JunctionConfig {
+func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s", reconnect: String = "{}") throws -> JunctionConfig {
     try ConfigLoader.load(yaml: """
         node:
           name: \(name)
@@ -30,6 +30,7 @@ func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTim
           - match: "^e[0-9a-z_]*@localhost$"
             resolver: otp
             cookie: {env: ERLANG_COOKIE}
+        limits: {reconnect: \(reconnect)}
         """)
 }
 
@@ -41,10 +42,12 @@ struct Gateway {
     let epmdPort: Int
 
     /// `epmdPort` nil: a free port, where the node starts its embedded epmd.
-    static func start(_ name: String, epmdPort: Int? = nil, netTickTime: String = "60s", logger: Logger = quietLogger) async throws -> Gateway {
+    static func start(
+        _ name: String, epmdPort: Int? = nil, netTickTime: String = "60s", reconnect: String = "{}", logger: Logger = quietLogger
+    ) async throws -> Gateway {
         let registrar = try await startRegistrar()
         let port = if let epmdPort { epmdPort } else { try await Erl.freePort() }
-        let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime)
+        let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime, reconnect: reconnect)
         let node = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logger)
         return Gateway(node: node, registrar: registrar, epmdPort: port)
     }
@@ -55,7 +58,7 @@ struct Gateway {
     }
 }
 
-@Suite("Erlang interop")
+@Suite("Erlang interop", .timeLimit(.minutes(1)))
 struct ErlangInteropTests {
     /// Answers `gen_server` calls with `{echo, Request}` (`pid` with its pid) and
     /// `{From, big, Binary}` with `{big_reply, Size, Binary}`; exits on `stop`.

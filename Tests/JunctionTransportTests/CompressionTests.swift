@@ -74,7 +74,7 @@ struct CompressionTests {
     }
 
     @Test("compressed frames decode with a stock zlib (Python's), in both modes", arguments: CompressionSettings.Mode.allCases)
-    func stockZlib(mode: CompressionSettings.Mode) throws {
+    func stockZlib(mode: CompressionSettings.Mode) async throws {
         let data = records(20, size: 3000)
         let frames = try OutboxHarness(CompressionSettings(level: 6, threshold: 0, mode: mode)).send(data)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-zlib-\(UUID())")
@@ -92,10 +92,11 @@ struct CompressionTests {
                 out = zlib.decompress(data) if sys.argv[2] == 'message' else stream.decompress(data)
                 print(hashlib.sha256(out).hexdigest())
             """
-        let output = try run("/usr/bin/python3", ["-c", script, directory.path, mode.rawValue])
-        let expected = data.map { payload in
-            let digest = try! run("/usr/bin/python3", ["-c", "import sys,hashlib; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())"], input: Data(payload))
-            return digest.trimmingCharacters(in: .whitespacesAndNewlines)
+        let output = try await run("/usr/bin/python3", ["-c", script, directory.path, mode.rawValue])
+        var expected: [String] = []
+        for payload in data {
+            let digest = try await run("/usr/bin/python3", ["-c", "import sys,hashlib; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())"], input: Data(payload))
+            expected.append(digest.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         #expect(output.split(separator: "\n").map(String.init) == expected)
     }
@@ -124,7 +125,16 @@ struct CompressionTests {
     }
 }
 
-func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> String {
+/// Runs `executable` on a thread of its own and returns its output: Foundation's
+/// `Process` completes its waits on the same few threads as Swift's concurrency, so a
+/// blocking wait there can starve them all when many tests run at once.
+func run(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try runBlocking(executable, arguments, input: input) }) }
+    }
+}
+
+func runBlocking(_ executable: String, _ arguments: [String], input: Data?) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

@@ -370,24 +370,57 @@ struct FlagSettings: Decodable {
 
 /// `limits` — bounds that protect the node.
 public struct LimitSettings: Sendable, Hashable, Decodable {
-    /// Messages queued for a node while its connection is being dialled.
+    /// Messages queued for a node while its connection is being dialled, or redialled
+    /// after it was lost.
     public var pendingMessages: Int
-    /// Bytes queued for a node while its connection is being dialled.
+    /// Bytes queued for a node while its connection is being dialled or redialled.
     public var pendingBytes: Int
+    /// How a lost connection is retried.
+    public var reconnect: ReconnectSettings
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes }
+    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect }
 
-    public init(pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20) {
+    public init(pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20, reconnect: ReconnectSettings = .init()) {
         self.pendingMessages = pendingMessages
         self.pendingBytes = pendingBytes
+        self.reconnect = reconnect
     }
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
         pendingMessages = try container.value(.pendingMessages, default: 10_000)
         pendingBytes = try container.value(.pendingBytes, default: 64 << 20)
+        reconnect = try container.value(.reconnect, default: ReconnectSettings())
         guard pendingMessages > 0 else { throw invalid(decoder.codingPath + [CodingKeys.pendingMessages], "must be at least 1") }
         guard pendingBytes > 0 else { throw invalid(decoder.codingPath + [CodingKeys.pendingBytes], "must be at least 1") }
+    }
+}
+
+/// `limits.reconnect` — retries of a lost connection: `attempts` tries, the n-th after
+/// `base * 2^(n-1)` capped at `cap`, each delay moved by up to a fifth either way
+/// (jitter), so peers that lost each other at once do not retry in step.
+public struct ReconnectSettings: Sendable, Hashable, Decodable {
+    public var attempts: Int
+    public var base: ConfigDuration
+    public var cap: ConfigDuration
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case attempts, base, cap }
+
+    public init(attempts: Int = 8, base: ConfigDuration = .milliseconds(100), cap: ConfigDuration = .seconds(10)) {
+        self.attempts = attempts
+        self.base = base
+        self.cap = cap
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        attempts = try container.value(.attempts, default: 8)
+        base = try container.value(.base, default: .milliseconds(100))
+        cap = try container.value(.cap, default: .seconds(10))
+        guard attempts >= 0 else { throw invalid(decoder.codingPath + [CodingKeys.attempts], "must be 0 (never retry) or more, not \(attempts)") }
+        guard base.nanoseconds > 0, cap.nanoseconds >= base.nanoseconds else {
+            throw invalid(decoder.codingPath + [CodingKeys.cap], "needs 0 < base <= cap, not base \(base) and cap \(cap)")
+        }
     }
 }
 
