@@ -113,6 +113,13 @@ final class EpmdReplyCollector: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         buffer.writeBuffer(&bytes)
+        // A NAMES listing of a busy host is a few KiB; anything far past that is not epmd.
+        if !done, buffer.readableBytes > 1 << 20 {
+            done = true
+            reply.fail(EpmdProtocol.Failure("\(source) sent more than 1 MiB in answer; it is not epmd"))
+            context.close(promise: nil)
+            return
+        }
         guard !done, let complete else { return }
         do {
             if try complete(buffer) {

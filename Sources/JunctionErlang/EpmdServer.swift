@@ -100,6 +100,11 @@ final class EpmdServerHandler: ChannelInboundHandler, @unchecked Sendable {
     var buffer = ByteBuffer()
     var handled = false
     var registered = false
+    var stalled: Scheduled<Void>?
+    /// The longest request epmd has: ALIVE2 with a 255-character UTF-8 name and extra.
+    static let maxRequestSize = 4096
+    /// A request is one small write: a peer that sends part of one and stalls is closed.
+    static let partialRequestDeadline = TimeAmount.seconds(2)
 
     init(server: ServerBox) { self.box = server }
 
@@ -107,10 +112,20 @@ final class EpmdServerHandler: ChannelInboundHandler, @unchecked Sendable {
         var bytes = unwrapInboundIn(data)
         guard !handled else { return }
         buffer.writeBuffer(&bytes)
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self), buffer.readableBytes >= 2 + Int(length) else {
-            if buffer.readableBytes > 2 + Int(UInt16.max) { context.close(promise: nil) }
+        if let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self), Int(length) > Self.maxRequestSize {
+            box.server.withLock { $0 }?.logger.notice("epmd: closed a connection that announced a \(length)-byte request (at most \(Self.maxRequestSize))")
+            handled = true
+            context.close(promise: nil)
             return
         }
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self), buffer.readableBytes >= 2 + Int(length) else {
+            if stalled == nil {
+                let channel = context.channel
+                stalled = context.eventLoop.scheduleTask(in: Self.partialRequestDeadline) { channel.close(promise: nil) }
+            }
+            return
+        }
+        stalled?.cancel()
         handled = true
         buffer.moveReaderIndex(forwardBy: 2)
         var request = buffer.readSlice(length: Int(length))!
@@ -177,6 +192,7 @@ final class EpmdServerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        stalled?.cancel()
         if registered, let server = box.server.withLock({ $0 }) { server.unregister(connection: ObjectIdentifier(context.channel)) }
         context.fireChannelInactive()
     }

@@ -60,7 +60,7 @@ func nodeConfig(
             registrar:
               host: 127.0.0.1
               port: \(stack.1)
-            handshakeTimeout: 2s
+            handshakeTimeout: 5s
             \(stackExtra)
         """
     }.joined(separator: "\n")

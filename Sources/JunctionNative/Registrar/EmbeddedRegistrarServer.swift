@@ -98,6 +98,10 @@ final class RegistrarServerHandler: ChannelInboundHandler {
 
     let server: EmbeddedRegistrarServer
     var parser = FrameParser(maxFrameSize: RegistrarMessage.maxFrameSize)
+    /// Closes a client that started a request and stalled: requests are a few hundred
+    /// bytes on loopback, sent in one write.
+    var stalled: Scheduled<Void>?
+    static let partialRequestDeadline = TimeAmount.seconds(2)
 
     init(server: EmbeddedRegistrarServer) { self.server = server }
 
@@ -109,6 +113,16 @@ final class RegistrarServerHandler: ChannelInboundHandler {
                 context.write(wrapOutboundOut(RegistrarMessage.response(reply)), promise: nil)
             }
             context.flush()
+            stalled?.cancel()
+            stalled = nil
+            if parser.bufferedBytes > 0 {
+                let channel = context.channel
+                let logger = server.logger
+                stalled = context.eventLoop.scheduleTask(in: Self.partialRequestDeadline) {
+                    logger.warning("closing a registrar client that sent part of a request and stalled")
+                    channel.close(promise: nil)
+                }
+            }
         } catch {
             server.logger.warning("closing a registrar client that sent malformed input", metadata: ["junction.error": "\(error)"])
             context.close(promise: nil)
@@ -116,6 +130,7 @@ final class RegistrarServerHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        stalled?.cancel()
         server.disconnected(ObjectIdentifier(context.channel))
         context.fireChannelInactive()
     }
