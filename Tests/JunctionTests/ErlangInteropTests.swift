@@ -283,4 +283,26 @@ struct ErlangInteropTests {
         try await sender.value
         #expect(connection.bytesSent >= count * 1024)
     }
+
+    @Test("access rules hold on the Erlang stack: a blocked address is closed before any byte; an allowed system from it gets in; a blocked system is refused with not_allowed")
+    func accessRules() async throws {
+        let gateway = try await Gateway.start("ja@localhost")
+        defer { Task { await gateway.stop() } }
+        let address = try #require(gateway.node.listening["otp"]?.first)
+        await gateway.node.request(.blockIpNet(IPNetwork("127.0.0.0/24")!))
+        let refused = try await RawPeer.open(to: address, from: "127.0.0.2")
+        var bytes = 0
+        for await chunk in refused.received { bytes += chunk.readableBytes }
+        #expect(bytes == 0)
+
+        await gateway.node.request(.allowSystem("eallowed@localhost"))
+        let allowed = try await RawErlangPeer.connect(to: address, as: "eallowed@localhost", target: "ja@localhost", cookie: "erlcookie")
+        allowed.channel.close(promise: nil)
+        await gateway.node.request(.blockSystem("eallowed@localhost"))
+        await gateway.node.request(.allowSystem("eother@localhost"))
+        let error = await #expect(throws: ErlangHandshakeError.self) {
+            try await RawErlangPeer.connect(to: address, as: "eallowed@localhost", target: "ja@localhost", cookie: "erlcookie")
+        }
+        #expect(error?.reason == .notAllowed)
+    }
 }
