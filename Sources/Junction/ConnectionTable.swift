@@ -1,3 +1,4 @@
+import Dispatch
 import JunctionCore
 import JunctionTerm
 import Synchronization
@@ -45,7 +46,9 @@ final class ConnectionTable: Sendable {
     }
 
     enum Entry: Sendable {
-        case connected(any PeerConnection)
+        /// A live connection and when a send last used it (for least-recently-used
+        /// eviction under the soft connection limit).
+        case connected(any PeerConnection, lastUse: UInt64)
         case dialling(Dial)
     }
 
@@ -68,7 +71,8 @@ final class ConnectionTable: Sendable {
     func route(_ peer: Atom, message: @autoclosure () -> PendingMessage) throws -> Routing {
         try entries.withLock { (entries) throws(PendingQueueFull) -> Routing in
             switch entries[peer] {
-            case .connected(let connection):
+            case .connected(let connection, _):
+                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
                 return .connection(connection)
             case .dialling(var dial):
                 let pending = message()
@@ -105,13 +109,13 @@ final class ConnectionTable: Sendable {
             switch entries[peer] {
             case .dialling(let dial):
                 for message in dial.queue { try? send(connection, message) }
-                entries[peer] = .connected(connection)
+                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
                 return (dial.outcome, nil)
-            case .connected(let old):
-                entries[peer] = .connected(connection)
+            case .connected(let old, _):
+                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
                 return (nil, old === connection ? nil : old)
             case nil:
-                entries[peer] = .connected(connection)
+                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
                 return (nil, nil)
             }
         }
@@ -124,7 +128,7 @@ final class ConnectionTable: Sendable {
     func markLost(_ connection: any PeerConnection) -> Bool {
         entries.withLock { entries in
             let peer = connection.peer.atom
-            guard case .connected(let current) = entries[peer], current === connection else { return false }
+            guard case .connected(let current, _) = entries[peer], current === connection else { return false }
             var dial = Dial()
             dial.retained = true
             entries[peer] = .dialling(dial)
@@ -162,7 +166,7 @@ final class ConnectionTable: Sendable {
     /// Forgets `connection` if it is still the one in use for its peer.
     func remove(_ connection: any PeerConnection) {
         entries.withLock { entries in
-            if case .connected(let current) = entries[connection.peer.atom], current === connection {
+            if case .connected(let current, _) = entries[connection.peer.atom], current === connection {
                 entries[connection.peer.atom] = nil
             }
         }
@@ -178,14 +182,35 @@ final class ConnectionTable: Sendable {
 
     func connection(_ peer: Atom) -> (any PeerConnection)? {
         entries.withLock { entries in
-            if case .connected(let connection) = entries[peer] { return connection }
+            if case .connected(let connection, _) = entries[peer] { return connection }
             return nil
         }
     }
 
     func all() -> [any PeerConnection] {
         entries.withLock { entries in
-            entries.values.compactMap { if case .connected(let connection) = $0 { connection } else { nil } }
+            entries.values.compactMap { if case .connected(let connection, _) = $0 { connection } else { nil } }
+        }
+    }
+
+    /// Connections and dials under way, for the hard connection limit.
+    var openCount: Int {
+        entries.withLock { entries in entries.values.reduce(0) { count, entry in if case .dialling(let dial) = entry, dial.retained { count } else { count + 1 } } }
+    }
+
+    /// Live connections.
+    var connectedCount: Int {
+        entries.withLock { entries in entries.values.reduce(0) { count, entry in if case .connected = entry { count + 1 } else { count } } }
+    }
+
+    /// The live connection a send used least recently, other than `sparing`.
+    func leastRecentlyUsed(sparing: Atom) -> (any PeerConnection)? {
+        entries.withLock { entries in
+            var oldest: (any PeerConnection, UInt64)?
+            for (peer, entry) in entries where peer != sparing {
+                if case .connected(let connection, let lastUse) = entry, lastUse < (oldest?.1 ?? .max) { oldest = (connection, lastUse) }
+            }
+            return oldest?.0
         }
     }
 }

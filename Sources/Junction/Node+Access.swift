@@ -104,11 +104,15 @@ extension Node {
     /// Accept-time check, before any handshake byte is read: an address the IP rules
     /// block is refused at once, unless an allowed system might be behind it (then the
     /// handshake decides, when the name is known).
-    func acceptsConnection(from address: SocketAddress?, stack: String) -> Bool {
+    func acceptsConnection(_ channel: any Channel, stack: String) -> Bool {
+        let address = channel.remoteAddress
         let (decision, canOverride) = access.withLock { ($0.decision(system: nil, address: address?.ip), $0.allowListCanOverride) }
-        guard case .blocked(let rule) = decision, !canOverride else { return true }
-        logger.notice("refused a connection from \(address?.description ?? "?") on stack \(stack): blocked by '\(rule)'")
-        return false
+        if case .blocked(let rule) = decision, !canOverride {
+            logger.notice("refused a connection from \(address?.description ?? "?") on stack \(stack): blocked by '\(rule)'")
+            return false
+        }
+        let timeout = config.stacks.first { $0.name == stack }?.handshakeTimeout ?? config.defaultStack.handshakeTimeout
+        return admitsSocket(channel, handshakeTimeout: timeout.timeAmount)
     }
 
     /// Why `peer` connecting from `address` may not be admitted, if it may not.
@@ -143,6 +147,7 @@ extension Node {
         let event = NetworkEvent.connectionEstablished(connection.info)
         status.publish(event) { install(connection) }
         logger.debug("\(event)", metadata: ["junction.peer": "\(connection.peer)"])
+        enforceSoftLimit(after: connection)
     }
 
     /// Publishes that `connection` ended: closed gracefully, or lost with `error`. A lost
@@ -157,6 +162,7 @@ extension Node {
             if !retaining { connections.remove(connection) }
         }
         logger.debug("\(event)", metadata: ["junction.peer": "\(peer)"])
+        noteConnectionEnded()
         if retaining { startRedialling(peer, info: connection.info) }
     }
 

@@ -6,8 +6,8 @@ import Logging
 import NIOCore
 
 extension Node: NativeStackDelegate {
-    public func accepts(connectionFrom address: SocketAddress?, stack: NativeStack) -> Bool {
-        acceptsConnection(from: address, stack: stack.name)
+    public func accepts(_ channel: any Channel, stack: NativeStack) -> Bool {
+        acceptsConnection(channel, stack: stack.name)
     }
 
     public func admit(peer: NodeName, address: SocketAddress?, stack: NativeStack) -> NativeHandshake.Admission {
@@ -26,6 +26,10 @@ extension Node: NativeStackDelegate {
 
     public func established(_ connection: NativeConnection) {
         announceEstablished(connection)
+    }
+
+    public func joined(_ channel: any Channel, to connection: NativeConnection) {
+        socketSettled(channel)
     }
 
     public func closed(_ connection: NativeConnection, error: (any Error)?) {

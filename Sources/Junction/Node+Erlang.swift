@@ -6,8 +6,8 @@ import NIOCore
 import Synchronization
 
 extension Node: ErlangStackDelegate {
-    public func accepts(connectionFrom address: SocketAddress?, stack: ErlangStack) -> Bool {
-        acceptsConnection(from: address, stack: stack.name)
+    public func accepts(_ channel: any Channel, stack: ErlangStack) -> Bool {
+        acceptsConnection(channel, stack: stack.name)
     }
 
     public func admit(peer: NodeName, address: SocketAddress?, stack: ErlangStack) -> ErlangHandshake.Admission {

@@ -31,6 +31,7 @@ public final class Node: Sendable {
     /// Peers closed by `disconnectSystem`: not reconnected, in either direction, until
     /// `connectSystem`.
     let disconnected = Mutex<Set<Atom>>([])
+    let limitState = Mutex(LimitState())
     let runtime: Mutex<Runtime>
 
     struct Runtime: Sendable {
@@ -304,6 +305,7 @@ public final class Node: Sendable {
             throw RouteUnusable("the route names neither a resolver nor a host and port")
         }
         try checkDialable(peer, host: resolved.host, port: resolved.port)
+        guard belowHardLimit(counted: 1) else { throw ConnectionLimitReached(limit: config.limits.hardConnections) }
         if let erlang = erlangStack(resolved.stack) {
             return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie)
         }

@@ -2,6 +2,7 @@ import JunctionCore
 import JunctionErlang
 import JunctionNative
 import JunctionTerm
+import NIOCore
 
 /// A connection to another node on any stack, as routing and delivery see it.
 protocol PeerConnection: AnyObject, Sendable {
@@ -10,6 +11,8 @@ protocol PeerConnection: AnyObject, Sendable {
     var isOutgoing: Bool { get }
     /// `ip:port` of the connection's socket.
     var remoteAddress: String { get }
+    /// Its sockets (the links of a native pool).
+    var sockets: [any Channel] { get }
     /// Queues `payload` for `destination`; true when the connection is backed up.
     func send(_ payload: Payload, to destination: Destination, from sender: Pid, streamKey: UInt32) throws -> Bool
     func waitUntilWritable(streamKey: UInt32) async throws
@@ -26,6 +29,7 @@ public struct UnsupportedDestination: Error, Sendable, CustomStringConvertible {
 
 extension NativeConnection: PeerConnection {
     var stackName: String { stack }
+    var sockets: [any Channel] { channels }
     var isOutgoing: Bool { direction == .outgoing }
 
     func send(_ payload: Payload, to destination: Destination, from sender: Pid, streamKey: UInt32) throws -> Bool {
@@ -43,6 +47,7 @@ extension NativeConnection: PeerConnection {
 
 extension ErlangConnection: PeerConnection {
     var stackName: String { stack }
+    var sockets: [any Channel] { [channel] }
     var isOutgoing: Bool { direction == .outgoing }
 
     func send(_ payload: Payload, to destination: Destination, from sender: Pid, streamKey: UInt32) throws -> Bool {

@@ -15,7 +15,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
     public let direction: Direction
     public let negotiated: ErlangHandshakeResult
     public let remoteAddress: String
-    let channel: any Channel
+    public let channel: any Channel
     let writer: Mutex<Writer>
     let highWaterMark = 4 << 20
     /// A message queued this soon after the last write waits until this long after it,

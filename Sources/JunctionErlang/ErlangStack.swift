@@ -6,9 +6,9 @@ import Synchronization
 
 /// What the node decides and learns about the Erlang stack's connections.
 public protocol ErlangStackDelegate: AnyObject, Sendable {
-    /// May a connection from `address` be accepted at all? Asked before any byte is read;
-    /// false closes it at once.
-    func accepts(connectionFrom address: SocketAddress?, stack: ErlangStack) -> Bool
+    /// May this accepted socket go on to a handshake? Asked before any byte is read; false
+    /// closes it at once.
+    func accepts(_ channel: any Channel, stack: ErlangStack) -> Bool
     /// An Erlang node is connecting from `address`: accept it (with the cookie for it) or not.
     func admit(peer: NodeName, address: SocketAddress?, stack: ErlangStack) -> ErlangHandshake.Admission
     func established(_ connection: ErlangConnection)
@@ -79,7 +79,7 @@ public final class ErlangStack: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard self.delegate.accepts(connectionFrom: channel.remoteAddress, stack: self) else {
+                    guard self.delegate.accepts(channel, stack: self) else {
                         channel.close(promise: nil)
                         return
                     }

@@ -67,6 +67,9 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
 
     public var description: String { "\(direction) \(stack) connection to \(peer) at \(remoteAddress)" }
 
+    /// The sockets of the links attached now.
+    public var channels: [any Channel] { slots.compactMap(\.channel) }
+
     func slot(for streamKey: UInt32) -> LinkSlot { slots[Int(streamKey % UInt32(slots.count))] }
 
     /// Queues a message for the process registered as `name` on the peer. Returns true

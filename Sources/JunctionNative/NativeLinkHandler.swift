@@ -6,13 +6,15 @@ import NIOCore
 /// What the node decides and learns about native connections. Every method is called
 /// on a link's event loop and must not block.
 public protocol NativeStackDelegate: AnyObject, Sendable {
-    /// May a connection from `address` be accepted at all? Asked before any byte is read;
-    /// false closes it at once.
-    func accepts(connectionFrom address: SocketAddress?, stack: NativeStack) -> Bool
+    /// May this accepted socket go on to a handshake? Asked before any byte is read; false
+    /// closes it at once.
+    func accepts(_ channel: any Channel, stack: NativeStack) -> Bool
     /// May `peer`, connecting from `address`, connect through `stack`? Decides the cookie too.
     func admit(peer: NodeName, address: SocketAddress?, stack: NativeStack) -> NativeHandshake.Admission
     /// A connection finished its handshake (either direction).
     func established(_ connection: NativeConnection)
+    /// An accepted socket joined `connection` as one of its links.
+    func joined(_ channel: any Channel, to connection: NativeConnection)
     /// An established connection ended; `error` is nil for a graceful close.
     func closed(_ connection: NativeConnection, error: (any Error)?)
     /// Data frames that arrived in one read, in order.
@@ -309,6 +311,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         slot.outbox.attach(context.channel, peerReceived: request.received)
         if slot.index == 0 || request.counter > 1 { connection.countRejoin() }
         logger.debug("link \(slot.index) joined")
+        stack.delegate.joined(context.channel, to: connection)
     }
 
     func refuseJoin(_ what: String, context: ChannelHandlerContext) {

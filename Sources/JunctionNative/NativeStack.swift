@@ -47,7 +47,7 @@ public final class NativeStack: Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        guard self.delegate.accepts(connectionFrom: channel.remoteAddress, stack: self) else {
+                        guard self.delegate.accepts(channel, stack: self) else {
                             channel.close(promise: nil)
                             return
                         }

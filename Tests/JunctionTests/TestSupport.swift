@@ -47,7 +47,7 @@ func startRegistrar() async throws -> EmbeddedRegistrarServer {
 /// `"compression: {enabled: false}"`.
 func nodeConfig(
     _ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE", stackExtra: String = "",
-    poolSize: Int = 3
+    poolSize: Int = 3, limits: String = "{}"
 ) throws -> JunctionConfig {
     let stackYAML = stacks.map { stack in
         """
@@ -72,6 +72,7 @@ func nodeConfig(
         stacks:
         \(stackYAML)
         routes: \(routes)
+        limits: \(limits)
         """)
 }
 

@@ -377,13 +377,23 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
     public var pendingBytes: Int
     /// How a lost connection is retried.
     public var reconnect: ReconnectSettings
+    /// Past this many live connections, each new one evicts the least recently used.
+    public var softConnections: Int
+    /// At this many connections (handshakes and dials under way included), new attempts
+    /// are refused at once.
+    public var hardConnections: Int
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect }
+    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect, softConnections, hardConnections }
 
-    public init(pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20, reconnect: ReconnectSettings = .init()) {
+    public init(
+        pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20, reconnect: ReconnectSettings = .init(), softConnections: Int = 1000,
+        hardConnections: Int = 1200
+    ) {
         self.pendingMessages = pendingMessages
         self.pendingBytes = pendingBytes
         self.reconnect = reconnect
+        self.softConnections = softConnections
+        self.hardConnections = hardConnections
     }
 
     public init(from decoder: Decoder) throws {
@@ -391,6 +401,11 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
         pendingMessages = try container.value(.pendingMessages, default: 10_000)
         pendingBytes = try container.value(.pendingBytes, default: 64 << 20)
         reconnect = try container.value(.reconnect, default: ReconnectSettings())
+        softConnections = try container.value(.softConnections, default: 1000)
+        hardConnections = try container.value(.hardConnections, default: 1200)
+        guard softConnections >= 1, hardConnections > softConnections else {
+            throw invalid(decoder.codingPath + [CodingKeys.hardConnections], "needs 1 <= softConnections < hardConnections, not \(softConnections) and \(hardConnections)")
+        }
         guard pendingMessages > 0 else { throw invalid(decoder.codingPath + [CodingKeys.pendingMessages], "must be at least 1") }
         guard pendingBytes > 0 else { throw invalid(decoder.codingPath + [CodingKeys.pendingBytes], "must be at least 1") }
     }
