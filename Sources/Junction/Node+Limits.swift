@@ -18,6 +18,12 @@ struct LimitState: Sendable {
 }
 
 extension Node {
+    /// What the hard limit counts: live connections, dials under way and accepted sockets
+    /// still handshaking.
+    public var connectionLoad: Int {
+        connections.openCount + limitState.withLock { $0.handshaking.count }
+    }
+
     /// The hard limit: false (after publishing `hardConnectionLimitReached` once per
     /// crossing) when connections, dials and handshakes already reach it. `counted` is
     /// how many of the dials are the caller's own.

@@ -1,4 +1,5 @@
 import JunctionCore
+import JunctionTransport
 import Logging
 import NIOCore
 import NIOPosix
@@ -73,22 +74,10 @@ public final class ErlangStack: Sendable {
     /// listens on the epmd port). Returns the bound address.
     public func start() async throws -> SocketAddress {
         let acceptor = settings.acceptors.first ?? AcceptorSettings()
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard self.delegate.accepts(channel, stack: self) else {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
-                    self.track(channel)
-                }
-            }
-            .bind(host: acceptor.host, port: acceptor.port)
-            .get()
+        let server = try await bindAcceptor(group: group, host: acceptor.host, port: acceptor.port) { self.delegate.accepts($0, stack: self) } setUp: { channel in
+            try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
+            self.track(channel)
+        }
         track(server)
         let address = server.localAddress!
         runtime.withLock { $0.port = address.port }

@@ -41,23 +41,11 @@ public final class NativeStack: Sendable {
             var announced = local
             announced.poolSize = acceptor.poolSize
             let identity = announced
-            let server = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard self.delegate.accepts(channel, stack: self) else {
-                            channel.close(promise: nil)
-                            return
-                        }
-                        let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
-                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
-                        self.track(channel)
-                    }
-                }
-                .bind(host: acceptor.host, port: acceptor.port)
-                .get()
+            let server = try await bindAcceptor(group: group, host: acceptor.host, port: acceptor.port) { self.delegate.accepts($0, stack: self) } setUp: { channel in
+                let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
+                try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
+                self.track(channel)
+            }
             track(server)
             if let address = server.localAddress { bound.append(address) }
         }
