@@ -39,22 +39,37 @@ func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTim
 struct Gateway {
     let node: Node
     let registrar: EmbeddedRegistrarServer
+    let epmd: EpmdServer?
     let epmdPort: Int
 
-    /// `epmdPort` nil: a free port, where the node starts its embedded epmd.
+    /// With `epmdPort`, the node uses the epmd there. Otherwise the gateway starts an
+    /// embedded epmd on a kernel-picked port for it, or, with `nodeRunsEpmd`, leaves a
+    /// free port for the node to start its own (a port released and taken again, which
+    /// another test could take in between: only the test of that start uses it).
     static func start(
-        _ name: String, epmdPort: Int? = nil, netTickTime: String = "60s", reconnect: String = "{}", logger: Logger = quietLogger
+        _ name: String, epmdPort: Int? = nil, nodeRunsEpmd: Bool = false, netTickTime: String = "60s", reconnect: String = "{}",
+        logger: Logger = quietLogger
     ) async throws -> Gateway {
         let registrar = try await startRegistrar()
-        let port = if let epmdPort { epmdPort } else { try await Erl.freePort() }
+        var epmd: EpmdServer?
+        let port: Int
+        if let epmdPort {
+            port = epmdPort
+        } else if nodeRunsEpmd {
+            port = try await Erl.freePort()
+        } else {
+            epmd = try await EpmdServer.start(port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: quietLogger)
+            port = epmd!.address!.port!
+        }
         let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime, reconnect: reconnect)
         let node = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logger)
-        return Gateway(node: node, registrar: registrar, epmdPort: port)
+        return Gateway(node: node, registrar: registrar, epmd: epmd, epmdPort: port)
     }
 
     func stop() async {
         await node.shutdown()
         await registrar.shutdown()
+        await epmd?.shutdown()
     }
 }
 
@@ -78,7 +93,7 @@ struct ErlangInteropTests {
 
     @Test("OTP nodes register with the embedded epmd and find each other and Junction through it; they ping Junction, see it in nodes(), gen_server:call its echo (noproc for a missing name) and trade 1 MiB binaries in fragments")
     func otpCallsJunction() async throws {
-        let gateway = try await Gateway.start("jx@localhost")
+        let gateway = try await Gateway.start("jx@localhost", nodeRunsEpmd: true)
         defer { Task { await gateway.stop() } }
         let (node, epmdPort) = (gateway.node, gateway.epmdPort)
         #expect(node.erlangStack("otp")?.runsEpmd == true, "nothing listened on the epmd port, so the node runs the embedded epmd")
