@@ -1,4 +1,3 @@
-import Dispatch
 import JunctionCore
 import JunctionTerm
 import Synchronization
@@ -63,6 +62,8 @@ final class ConnectionTable: Sendable {
     }
 
     let entries = Mutex<[Atom: Entry]>([:])
+    /// Counts sends and installs: the "time" of least-recently-used eviction.
+    let useClock = Atomic<UInt64>(0)
     let limits: LimitSettings
 
     init(limits: LimitSettings) { self.limits = limits }
@@ -71,8 +72,11 @@ final class ConnectionTable: Sendable {
     func route(_ peer: Atom, message: @autoclosure () -> PendingMessage) throws -> Routing {
         try entries.withLock { (entries) throws(PendingQueueFull) -> Routing in
             switch entries[peer] {
-            case .connected(let connection, _):
-                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
+            case .connected(let connection, let lastUse):
+                // Recency in sends, refreshed every 64 sends so a busy connection does not
+                // rewrite its entry on each one.
+                let now = useClock.add(1, ordering: .relaxed).newValue
+                if now &- lastUse > 64 { entries[peer] = .connected(connection, lastUse: now) }
                 return .connection(connection)
             case .dialling(var dial):
                 let pending = message()
@@ -109,13 +113,13 @@ final class ConnectionTable: Sendable {
             switch entries[peer] {
             case .dialling(let dial):
                 for message in dial.queue { try? send(connection, message) }
-                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
+                entries[peer] = .connected(connection, lastUse: useClock.add(1, ordering: .relaxed).newValue)
                 return (dial.outcome, nil)
             case .connected(let old, _):
-                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
+                entries[peer] = .connected(connection, lastUse: useClock.add(1, ordering: .relaxed).newValue)
                 return (nil, old === connection ? nil : old)
             case nil:
-                entries[peer] = .connected(connection, lastUse: DispatchTime.now().uptimeNanoseconds)
+                entries[peer] = .connected(connection, lastUse: useClock.add(1, ordering: .relaxed).newValue)
                 return (nil, nil)
             }
         }

@@ -92,6 +92,8 @@ extension Node {
         for connection in connections.all() {
             if case .blocked(let rule) = decision(system: connection.peer.description, address: connection.remoteIP) {
                 logger.notice("closing the connection to \(connection.peer): blocked by '\(rule)'")
+                // Out of the table first, so the next send dials and meets the rule.
+                connections.remove(connection)
                 connection.abort()
             }
         }
@@ -126,10 +128,11 @@ extension Node {
         return nil
     }
 
-    /// Send-time check: a blocked or disconnected peer fails fast.
-    func checkSendable(_ peer: Atom) throws {
+    /// Dial-time check by name: a blocked or disconnected peer fails fast, with the
+    /// rule or request that stops it (every sender waiting for the dial gets this error).
+    func checkDialAllowed(_ peer: Atom) throws {
         if disconnected.withLock({ $0.contains(peer) }) { throw DisconnectedByRequest(peer: peer.name) }
-        if case .blocked(let rule) = decision(system: peer.name, address: connections.connection(peer)?.remoteIP) {
+        if case .blocked(let rule) = decision(system: peer.name, address: nil) {
             throw AccessDenied(peer: peer.name, rule: rule)
         }
     }

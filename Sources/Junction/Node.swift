@@ -172,7 +172,6 @@ public final class Node: Sendable {
             guard alias.node != name.atom else { return }
             peer = alias.node
         }
-        try checkSendable(peer)
         let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
         let pending = PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize)
@@ -262,6 +261,9 @@ public final class Node: Sendable {
 
     /// Tries the candidate routes for `peer` in order until one connects.
     func connect(_ peer: NodeName) async throws -> any PeerConnection {
+        // A blocked or disconnected peer has no live connection (blocking and
+        // disconnecting close it), so the sends that reach here are the ones to refuse.
+        try checkDialAllowed(peer.atom)
         let matches = routes.route(for: peer.description)
         var attempts: [String] = []
         for entry in matches {

@@ -1,4 +1,6 @@
 import Foundation
+import NIOPosix
+import JunctionErlang
 import Synchronization
 import Testing
 
@@ -13,13 +15,21 @@ struct CommandLineTests {
 
     @Test("two `junction run` nodes and `junction send b echo hello --call` print {echo,hello}")
     func runAndSend() async throws {
-        let registrarPort = try await freeRegistrarPort()
+        // A registrar on a kernel-picked port the test holds (a released free port could
+        // be taken by another test before the node binds it); RegistrarTests covers a
+        // node starting its own.
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let registrarPort = registrar.port
+        let epmd = try await EpmdServer.start(port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: quietLogger)
+        defer { Task { await epmd.shutdown() } }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-cli-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let defaultConfig = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Config/junction.yaml")
         let config = directory.appendingPathComponent("junction.yaml")
         try String(contentsOf: defaultConfig, encoding: .utf8).replacingOccurrences(of: "port: 4499", with: "port: \(registrarPort)")
+            .replacingOccurrences(of: "epmdPort: 4369", with: "epmdPort: \(epmd.address!.port!)")
             .write(to: config, atomically: true, encoding: .utf8)
         let environment = ["JUNCTION_COOKIE": "cli-test", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"]
 
