@@ -1,5 +1,6 @@
 import JunctionCore
 import JunctionTerm
+import JunctionTransport
 import NIOCore
 import Synchronization
 
@@ -18,9 +19,6 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
     public let channel: any Channel
     let writer: Mutex<Writer>
     let highWaterMark = 4 << 20
-    /// A message queued this soon after the last write waits until this long after it,
-    /// so a steady stream shares writes (the stack's `writeCoalescing`).
-    let coalescing: TimeAmount
 
     struct Writer: ~Copyable {
         var encoder: DistributionEncoder
@@ -33,19 +31,18 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         var bytesWritten = 0
         /// This side asked to close (`close` or `abort`): the end is not a loss.
         var closeRequested = false
-        /// When the last batch was written; nil before the first.
-        var lastFlush: NIODeadline?
+        /// The stack's `writeCoalescing`.
+        var coalescing: WriteCoalescing
     }
 
     init(peer: NodeName, stack: String, direction: Direction, negotiated: ErlangHandshakeResult, channel: any Channel, coalescing: TimeAmount) {
         self.peer = peer
-        self.coalescing = coalescing
         self.stack = stack
         self.direction = direction
         self.negotiated = negotiated
         self.channel = channel
         self.remoteAddress = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
-        self.writer = Mutex(Writer(encoder: DistributionEncoder(flags: negotiated.flags)))
+        self.writer = Mutex(Writer(encoder: DistributionEncoder(flags: negotiated.flags), coalescing: WriteCoalescing(window: coalescing)))
     }
 
     public var description: String { "\(direction) erlang connection to \(peer) at \(remoteAddress)" }
@@ -69,18 +66,9 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
             let backedUp = writer.pending.readableBytes > highWaterMark
             guard !writer.flushScheduled else { return (false, nil, backedUp) }
             writer.flushScheduled = true
-            guard coalescing > .zero, !backedUp, let last = writer.lastFlush, last + coalescing > channel.eventLoop.now else {
-                return (true, nil, backedUp)
-            }
-            return (true, last + coalescing, backedUp)
+            return (true, backedUp ? nil : writer.coalescing.due(now: channel.eventLoop.now), backedUp)
         }
-        if schedule {
-            if let due {
-                channel.eventLoop.scheduleTask(deadline: due) { self.flush() }
-            } else {
-                channel.eventLoop.execute { self.flush() }
-            }
-        }
+        if schedule { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
         return backedUp
     }
 
@@ -116,7 +104,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
                 writer.pending = channel.allocator.buffer(capacity: 4096)
                 writer.wroteSinceTick = true
                 writer.bytesWritten += batch!.readableBytes
-                writer.lastFlush = channel.eventLoop.now
+                writer.coalescing.flushed(at: channel.eventLoop.now)
             }
             guard channel.isWritable else { return (batch, []) }
             defer { writer.waiters = [] }

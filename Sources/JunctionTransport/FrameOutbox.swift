@@ -52,8 +52,7 @@ public final class FrameOutbox: Sendable {
         var unacknowledged = Deque<SentBatch>()
         var unacknowledgedBytes = 0
         var flushScheduled = false
-        /// When the last batch was written; nil before the first.
-        var lastFlush: NIODeadline?
+        var coalescing: WriteCoalescing
         var closed = false
         var writable = true
         var waiters: [CheckedContinuation<Void, any Error>] = []
@@ -95,18 +94,14 @@ public final class FrameOutbox: Sendable {
     }
     /// Pending plus unacknowledged bytes above which the slot counts as backed up.
     let highWaterMark: Int
-    /// A frame queued this soon after the last write waits until this long after it, so
-    /// a steady stream of frames shares writes; a frame after a quiet spell goes at once.
-    let coalescing: TimeAmount
 
     /// With `compression`, message frames whose payload exceeds its threshold are
     /// compressed by one deflater kept for this slot.
     public init(channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20, coalescing: TimeAmount = .zero) {
         self.peer = peer
-        self.coalescing = coalescing
         self.allocator = channel?.allocator ?? ByteBufferAllocator()
         self.highWaterMark = highWaterMark
-        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10)))
+        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10), coalescing: WriteCoalescing(window: coalescing)))
         let payload = allocator.buffer(capacity: 4096)
         self.compressor = Mutex(compression.map { Compressor(deflater: Deflater(settings: $0), payload: payload) })
         self.compresses = compression != nil
@@ -158,18 +153,9 @@ public final class FrameOutbox: Sendable {
             let backedUp = Self.isBackedUp(state, highWaterMark)
             guard !state.flushScheduled, let channel = state.channel else { return (nil, nil, backedUp) }
             state.flushScheduled = true
-            guard coalescing > .zero, let lastFlush = state.lastFlush, lastFlush + coalescing > channel.eventLoop.now else {
-                return (channel, nil, backedUp)
-            }
-            return (channel, lastFlush + coalescing, backedUp)
+            return (channel, state.coalescing.due(now: channel.eventLoop.now), backedUp)
         }
-        if let channel {
-            if let due {
-                channel.eventLoop.scheduleTask(deadline: due) { self.flush() }
-            } else {
-                channel.eventLoop.execute { self.flush() }
-            }
-        }
+        if let channel { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
         return backedUp
     }
 
@@ -202,7 +188,7 @@ public final class FrameOutbox: Sendable {
         let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
             state.flushScheduled = false
             guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
-            state.lastFlush = channel.eventLoop.now
+            state.coalescing.flushed(at: channel.eventLoop.now)
             let batch = state.pending
             state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
             state.unacknowledgedBytes += batch.readableBytes
