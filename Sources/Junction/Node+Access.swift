@@ -137,10 +137,12 @@ extension Node {
         }
     }
 
-    /// Dial-time check of the address a route resolved to.
+    /// Dial-time check of the address a route resolved to. A host name is looked up
+    /// (blocking, once more than the dial's own lookup) only while IP rules exist.
     func checkDialable(_ peer: NodeName, host: String, port: Int) throws {
-        let address = try? SocketAddress.makeAddressResolvingHost(host, port: port)
-        if case .blocked(let rule) = decision(system: peer.description, address: address?.ip ?? IPAddress(host)) {
+        let hasIPRules = access.withLock { !$0.ipRules.isEmpty }
+        let address = IPAddress(host) ?? (hasIPRules ? (try? SocketAddress.makeAddressResolvingHost(host, port: port))?.ip : nil)
+        if case .blocked(let rule) = decision(system: peer.description, address: address) {
             throw AccessDenied(peer: peer.description, rule: rule)
         }
     }
