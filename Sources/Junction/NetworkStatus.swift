@@ -25,7 +25,11 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
     case connectionClosed(PeerInfo)
     case softConnectionLimitReached(limit: Int)
     case hardConnectionLimitReached(limit: Int)
+    /// A stack's network layer (an acceptor) failed and is being restarted; established
+    /// connections go on, and the access rules apply to the restarted one unchanged.
     case criticalNetworkFailure(stack: String, reason: String)
+    /// The stack listens again after a `criticalNetworkFailure` (`ip:port`).
+    case networkRestored(stack: String, address: String)
     case blockedSystem(String)
     case blockedIp(IPAddress)
     case blockedIpNet(IPNetwork)
@@ -42,6 +46,7 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
         case .softConnectionLimitReached(let limit): return "softConnectionLimitReached (\(limit) connections)"
         case .hardConnectionLimitReached(let limit): return "hardConnectionLimitReached (\(limit) connections)"
         case .criticalNetworkFailure(let stack, let reason): return "criticalNetworkFailure on stack \(stack): \(reason)"
+        case .networkRestored(let stack, let address): return "networkRestored on stack \(stack): listening on \(address)"
         case .blockedSystem(let system): return "blockedSystem \(system)"
         case .blockedIp(let address): return "blockedIp \(address)"
         case .blockedIpNet(let network): return "blockedIpNet \(network)"

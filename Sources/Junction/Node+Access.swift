@@ -157,6 +157,15 @@ extension Node {
 
     /// Publishes that `connection` ended: closed gracefully, or lost with `error`. A lost
     /// connection is redialled with backoff while its peer's messages are retained.
+    /// (Both stacks' delegates) an acceptor failed and is being bound again.
+    public func networkFailed(stack: String, reason: String) {
+        status.publish(.criticalNetworkFailure(stack: stack, reason: reason))
+    }
+
+    public func networkRestored(stack: String, address: SocketAddress) {
+        status.publish(.networkRestored(stack: stack, address: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"))
+    }
+
     func announceEnded(_ connection: any PeerConnection, error: (any Error)?) {
         let peer = connection.peer
         let redial = error != nil && !disconnected.withLock { $0.contains(peer.atom) } && refusal(of: peer, address: nil) == nil

@@ -16,6 +16,10 @@ public protocol ErlangStackDelegate: AnyObject, Sendable {
     /// One distribution message; throwing closes that connection only.
     func received(_ message: DistributionMessage, on connection: ErlangConnection) throws
     func closed(_ connection: ErlangConnection, error: (any Error)?)
+    /// The stack's acceptor stopped listening on its own and is being bound again.
+    func networkFailed(stack: String, reason: String)
+    /// It listens again on `address` (the same port, so the epmd registration holds).
+    func networkRestored(stack: String, address: SocketAddress)
 }
 
 /// The Erlang distribution stack of one node: an acceptor registered with epmd (the
@@ -38,6 +42,7 @@ public final class ErlangStack: Sendable {
         var registration: EpmdRegistration?
         var server: EpmdServer?
         var channels: [ObjectIdentifier: any Channel] = [:]
+        var acceptor: Acceptor?
         var stopping = false
     }
 
@@ -73,14 +78,20 @@ public final class ErlangStack: Sendable {
     /// Binds the acceptor and registers with epmd (starting the embedded one when nothing
     /// listens on the epmd port). Returns the bound address.
     public func start() async throws -> SocketAddress {
-        let acceptor = settings.acceptors.first ?? AcceptorSettings()
-        let server = try await bindAcceptor(group: group, host: acceptor.host, port: acceptor.port) { self.delegate.accepts($0, stack: self) } setUp: { channel in
+        let settings = settings.acceptors.first ?? AcceptorSettings()
+        let events = Acceptor.Events(
+            failed: { self.delegate.networkFailed(stack: self.name, reason: $0) }, restored: { self.delegate.networkRestored(stack: self.name, address: $0) })
+        let acceptor = Acceptor(group: group, host: settings.host, port: settings.port, events: events, logger: logger) {
+            self.delegate.accepts($0, stack: self)
+        } setUp: { channel in
             try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
             self.track(channel)
         }
-        track(server)
-        let address = server.localAddress!
-        runtime.withLock { $0.port = address.port }
+        let address = try await acceptor.start()
+        runtime.withLock {
+            $0.port = address.port
+            $0.acceptor = acceptor
+        }
         try await register()
         return address
     }
@@ -181,10 +192,12 @@ public final class ErlangStack: Sendable {
 
     /// Unregisters, stops the embedded epmd if this node runs it, and closes everything.
     public func shutdown() async {
-        let (registration, server, channels) = runtime.withLock { runtime in
+        let (registration, server, acceptor) = runtime.withLock { runtime in
             runtime.stopping = true
-            return (runtime.registration, runtime.server, Array(runtime.channels.values))
+            return (runtime.registration, runtime.server, runtime.acceptor)
         }
+        await acceptor?.stop()
+        let channels = runtime.withLock { Array($0.channels.values) }
         await registration?.close()
         await server?.shutdown()
         for channel in channels { try? await channel.close() }

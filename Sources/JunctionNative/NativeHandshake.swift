@@ -16,6 +16,8 @@ public enum NativeFrameKind {
     public static let joinAccept: UInt8 = 7
     /// `u64 frames received` on the link's slot, so the peer can drop what it kept.
     public static let ack: UInt8 = 8
+    /// An idle link's sign of life (no payload, not counted as a received frame).
+    public static let heartbeat: UInt8 = 9
     /// A message to a registered name: `u8 name length | name | ETF message`.
     public static let sendName: UInt8 = 16
     /// A message to a pid of the receiving node: `u32 id | u32 serial | ETF message`.

@@ -19,6 +19,10 @@ public protocol NativeStackDelegate: AnyObject, Sendable {
     func closed(_ connection: NativeConnection, error: (any Error)?)
     /// Data frames that arrived in one read, in order.
     func received(_ frames: [Frame], on connection: NativeConnection) throws
+    /// An acceptor of the stack stopped listening on its own and is being bound again.
+    func networkFailed(stack: String, reason: String)
+    /// That acceptor listens again on `address`.
+    func networkRestored(stack: String, address: SocketAddress)
 }
 
 /// The shell around one link: runs the handshake (or the join of an extra link) with
@@ -44,6 +48,10 @@ final class NativeLinkHandler: ChannelInboundHandler {
     var phase: Phase
     var parser = FrameParser(maxFrameSize: NativeHandshake.maxFrameSize)
     var timer: Scheduled<Void>?
+    /// Heartbeats and the silence check of a link carrying data.
+    var heartbeats: RepeatedTask?
+    var lastRead = NIODeadline.now()
+    var writtenAtLastLook = 0
     var batch: [Frame] = []
     /// This side's compression setting for what it sends.
     let compression: CompressionSettings
@@ -89,6 +97,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
+        lastRead = .now()
         do {
             try parser.consume(bytes) { frame in
                 switch phase {
@@ -128,6 +137,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             slot.outbox.acknowledge(received: received)
             return
         }
+        if frame.kind == NativeFrameKind.heartbeat { return }
         let inflater = try slot.receiver.withLock { (receiver) throws(NativeProtocolError) -> Inflater? in
             receiver.frames += 1
             receiver.bytes += Frame.prefixSize + frame.payload.readableBytes
@@ -192,6 +202,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
+        heartbeats?.cancel()
         switch phase {
         case .data(let connection, let slot):
             slot.link.withLock { current in if current === context.channel { current = nil } }
@@ -204,7 +215,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             } else {
                 slot.outbox.detach()
                 logger.notice("link \(slot.index) to \(connection.peer) lost; \(direction == .outgoing ? "rejoining" : "waiting for the peer to rejoin")")
-                stack.linkLost(connection, slot: slot)
+                stack.linkLost(connection, slot: slot, why: failure.map { "\($0)" })
             }
         case .handshake, .joining:
             complete(.failure(NativeProtocolError("the peer closed the link during the handshake")))
@@ -268,6 +279,38 @@ final class NativeLinkHandler: ChannelInboundHandler {
         timer?.cancel()
         phase = .data(connection, slot)
         parser.maxFrameSize = connection.negotiated.maxMessageSize + NativeConnection.frameOverhead
+        startHeartbeats(slot: slot, context: context)
+    }
+
+    /// Every quarter of the silence timeout: a heartbeat when nothing was written since
+    /// the last look, and the link is lost when nothing was read for the whole timeout.
+    func startHeartbeats(slot: LinkSlot, context: ChannelHandlerContext) {
+        let timeout = stack.settings.silenceTimeout.timeAmount
+        let interval = TimeAmount.nanoseconds(timeout.nanoseconds / 4)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        writtenAtLastLook = slot.outbox.stats.bytes
+        lastRead = .now()
+        heartbeats = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
+            let (handler, context) = loopBound.value
+            guard case .data(let connection, _) = handler.phase else {
+                task.cancel()
+                return
+            }
+            guard NIODeadline.now() - handler.lastRead < timeout else {
+                let seconds = Double(timeout.nanoseconds) / 1e9
+                handler.failure = NativeProtocolError("link \(slot.index) to \(connection.peer) received nothing, not even a heartbeat, for \(seconds) s")
+                handler.logger.warning("\(handler.failure!); closing it")
+                task.cancel()
+                context.close(promise: nil)
+                return
+            }
+            let written = slot.outbox.stats.bytes
+            defer { handler.writtenAtLastLook = written }
+            guard written == handler.writtenAtLastLook else { return }
+            var buffer = context.channel.allocator.buffer(capacity: Frame.prefixSize + 8)
+            Frame.write(kind: NativeFrameKind.heartbeat, streamKey: 0, into: &buffer) { _ in }
+            context.writeAndFlush(handler.wrapOutboundOut(buffer), promise: nil)
+        }
     }
 
     // MARK: - joins

@@ -18,6 +18,7 @@ public final class NativeStack: Sendable {
     /// The node outlives its stacks; `unowned` avoids a reference cycle.
     unowned let delegate: any NativeStackDelegate
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let acceptors = Mutex<[Acceptor]>([])
     /// Accepted connections that extra links may join, by connection id.
     let joinableConnections = Mutex<[UInt64: NativeConnection]>([:])
     /// Rejoin attempts before a dialled connection counts as lost.
@@ -34,20 +35,25 @@ public final class NativeStack: Sendable {
         self.logger = logger
     }
 
-    /// Binds every acceptor; returns the bound addresses (real ports for port 0).
+    /// Binds every acceptor (each kept listening: see `Acceptor`); returns the bound
+    /// addresses (real ports for port 0).
     public func startAcceptors() async throws -> [SocketAddress] {
         var bound: [SocketAddress] = []
-        for acceptor in settings.acceptors {
+        let events = Acceptor.Events(
+            failed: { self.delegate.networkFailed(stack: self.name, reason: $0) }, restored: { self.delegate.networkRestored(stack: self.name, address: $0) })
+        for settings in settings.acceptors {
             var announced = local
-            announced.poolSize = acceptor.poolSize
+            announced.poolSize = settings.poolSize
             let identity = announced
-            let server = try await bindAcceptor(group: group, host: acceptor.host, port: acceptor.port) { self.delegate.accepts($0, stack: self) } setUp: { channel in
+            let acceptor = Acceptor(group: group, host: settings.host, port: settings.port, events: events, logger: logger) {
+                self.delegate.accepts($0, stack: self)
+            } setUp: { channel in
                 let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
                 try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
                 self.track(channel)
             }
-            track(server)
-            if let address = server.localAddress { bound.append(address) }
+            acceptors.withLock { $0.append(acceptor) }
+            bound.append(try await acceptor.start())
         }
         return bound
     }
@@ -140,24 +146,26 @@ public final class NativeStack: Sendable {
         }
     }
 
-    /// A link of `connection` was lost without a close: the dialler rejoins it with
-    /// backoff; the acceptor waits for that, and ends the connection if it does not come.
-    func linkLost(_ connection: NativeConnection, slot: LinkSlot) {
+    /// A link of `connection` was lost without a close (`why`, when known): the dialler
+    /// rejoins it with backoff; the acceptor waits for that, and ends the connection if it
+    /// does not come.
+    func linkLost(_ connection: NativeConnection, slot: LinkSlot, why: String? = nil) {
+        let lost = why.map { "\($0);" } ?? "link \(slot.index) to \(connection.peer) was lost and"
         if connection.direction == .outgoing {
-            Task { await self.rejoin(connection, slot: slot) }
+            Task { await self.rejoin(connection, slot: slot, lost: lost) }
         } else {
             // The dialler's rejoins with backoff take about 4.5 s; two handshake
             // deadlines (10 s by default) leave room for that, and not much more.
             let deadline = settings.handshakeTimeout.timeAmount * 2
             group.next().scheduleTask(in: deadline) {
                 if slot.channel == nil, !connection.isClosing {
-                    self.end(connection, error: NativeProtocolError("link \(slot.index) to \(connection.peer) was lost and not rejoined"))
+                    self.end(connection, error: NativeProtocolError("\(lost) the peer did not rejoin it"))
                 }
             }
         }
     }
 
-    func rejoin(_ connection: NativeConnection, slot: LinkSlot) async {
+    func rejoin(_ connection: NativeConnection, slot: LinkSlot, lost: String) async {
         var delay = TimeAmount.milliseconds(20)
         for attempt in 1...Self.rejoinAttempts {
             guard !connection.isClosing else { return }
@@ -172,12 +180,16 @@ public final class NativeStack: Sendable {
             try? await Task.sleep(for: .nanoseconds(delay.nanoseconds))
             delay = min(delay * 2, .seconds(2))
         }
-        end(connection, error: NativeProtocolError("link \(slot.index) to \(connection.peer) was lost and \(Self.rejoinAttempts) rejoins failed"))
+        end(connection, error: NativeProtocolError("\(lost) \(Self.rejoinAttempts) rejoins failed"))
     }
 
-    /// Ends a connection whose link could not be restored.
+    /// Ends a connection whose link could not be restored. Frames the peer did not
+    /// acknowledge are not sent again on a later connection (the peer may have them: a
+    /// message is never delivered twice); the error says how many there were.
     func end(_ connection: NativeConnection, error: any Error) {
         connection.lifecycle.withLock { $0.closing = true }
+        let unacknowledged = connection.slots.reduce(0) { $0 + $1.outbox.stats.unacknowledged }
+        let error = unacknowledged == 0 ? error : NativeProtocolError("\(error); \(unacknowledged) frames queued or sent on it were not acknowledged by the peer and may not have arrived")
         connection.abort()
         forget(connection)
         if connection.markEnded() { delegate.closed(connection, error: error) }
@@ -193,6 +205,7 @@ public final class NativeStack: Sendable {
 
     /// Closes every acceptor and link of this stack.
     public func shutdown() async {
+        for acceptor in acceptors.withLock({ $0 }) { await acceptor.stop() }
         let open = channels.withLock { Array($0.values) }
         for channel in open {
             try? await channel.close()

@@ -1,26 +1,137 @@
+import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
-/// Binds a stack's listening socket. Each accepted socket is first shown to `accepts`,
-/// before any byte is read (false closes it at once: a blocked address, a full node),
-/// then handed to `setUp` to get its handler.
-public func bindAcceptor(
-    group: any EventLoopGroup, host: String, port: Int, accepts: @escaping @Sendable (any Channel) -> Bool,
-    setUp: @escaping @Sendable (any Channel) throws -> Void
-) async throws -> any Channel {
-    try await ServerBootstrap(group: group)
-        .serverChannelOption(.backlog, value: 256)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .childChannelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                guard accepts(channel) else {
-                    channel.close(promise: nil)
-                    return
-                }
-                try setUp(channel)
-            }
+/// A stack's listening socket, kept listening. Each accepted socket is first shown to
+/// `accepts`, before any byte is read (false closes it at once: a blocked address, a full
+/// node), then handed to `setUp` to get its handler.
+///
+/// When the listening socket closes without `stop()` (the network layer failed under
+/// the stack), `failed` is told why and the socket is bound again on the same address and
+/// port, with backoff, until that works; `restored` is told then. Established
+/// connections do not depend on it and go on; whatever decides `accepts` (the access
+/// rules) lives outside and applies to the new socket as it did to the old.
+public final class Acceptor: Sendable {
+    public struct Events: Sendable {
+        public var failed: @Sendable (_ reason: String) -> Void
+        public var restored: @Sendable (_ address: SocketAddress) -> Void
+        public init(failed: @escaping @Sendable (String) -> Void, restored: @escaping @Sendable (SocketAddress) -> Void) {
+            self.failed = failed
+            self.restored = restored
         }
-        .bind(host: host, port: port)
-        .get()
+    }
+
+    struct State {
+        var channel: (any Channel)?
+        var stopped = false
+    }
+
+    let group: any EventLoopGroup
+    let host: String
+    let port: Int
+    let accepts: @Sendable (any Channel) -> Bool
+    let setUp: @Sendable (any Channel) throws -> Void
+    let events: Events
+    let logger: Logger
+    let state = Mutex(State())
+    /// Backoff between attempts to bind again.
+    static let firstRetry = TimeAmount.milliseconds(10)
+    static let lastRetry = TimeAmount.seconds(2)
+
+    public init(
+        group: any EventLoopGroup, host: String, port: Int, events: Events, logger: Logger, accepts: @escaping @Sendable (any Channel) -> Bool,
+        setUp: @escaping @Sendable (any Channel) throws -> Void
+    ) {
+        self.group = group
+        self.host = host
+        self.port = port
+        self.accepts = accepts
+        self.setUp = setUp
+        self.events = events
+        self.logger = logger
+    }
+
+    /// The listening socket while there is one.
+    public var channel: (any Channel)? { state.withLock { $0.channel } }
+
+    /// Binds the socket; returns the bound address (the real port for port 0).
+    public func start() async throws -> SocketAddress {
+        let channel = try await bind(port: port)
+        return channel.localAddress!
+    }
+
+    /// Closes the socket for good.
+    public func stop() async {
+        let channel = state.withLock { state -> (any Channel)? in
+            state.stopped = true
+            return state.channel
+        }
+        try? await channel?.close()
+    }
+
+    func bind(port: Int) async throws -> any Channel {
+        let accepts = self.accepts
+        let setUp = self.setUp
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard accepts(channel) else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    try setUp(channel)
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        let stopped = state.withLock { state -> Bool in
+            if !state.stopped { state.channel = channel }
+            return state.stopped
+        }
+        if stopped {
+            try? await channel.close()
+            throw ChannelError.ioOnClosedChannel
+        }
+        let address = channel.localAddress!
+        channel.closeFuture.whenComplete { _ in self.closed(channel, address: address) }
+        return channel
+    }
+
+    /// The socket closed: unless `stop()` closed it, report and bind it again.
+    func closed(_ channel: any Channel, address: SocketAddress) {
+        let unexpected = state.withLock { state -> Bool in
+            guard state.channel === channel else { return false }
+            state.channel = nil
+            return !state.stopped
+        }
+        guard unexpected else { return }
+        let reason = "the listening socket on \(host):\(address.port ?? port) closed unexpectedly; binding it again (connections already established go on)"
+        logger.critical("\(reason)")
+        events.failed(reason)
+        Task { await self.rebind(port: address.port ?? port) }
+    }
+
+    func rebind(port: Int) async {
+        var delay = Self.firstRetry
+        var attempt = 0
+        while !state.withLock({ $0.stopped }) {
+            attempt += 1
+            do {
+                let channel = try await bind(port: port)
+                logger.notice("listening on \(host):\(port) again after \(attempt) attempt(s)")
+                events.restored(channel.localAddress!)
+                return
+            } catch {
+                if attempt == 1 || attempt % 10 == 0 {
+                    logger.error("cannot bind \(host):\(port) again (attempt \(attempt)): \(error); retrying, at most every \(Self.lastRetry.nanoseconds / 1_000_000_000) s")
+                }
+            }
+            try? await Task.sleep(for: .nanoseconds(delay.nanoseconds))
+            delay = min(delay * 2, Self.lastRetry)
+        }
+    }
 }

@@ -70,11 +70,15 @@ public final class FrameOutbox: Sendable {
         public var retransmitted: Int
         /// True while a link is attached.
         public var attached: Bool
+        /// Frames queued or written that the peer has not acknowledged yet.
+        public var unacknowledged: Int
     }
 
     public var stats: Stats {
         state.withLock {
-            Stats(frames: Int($0.nextFrame), bytes: $0.bytesWritten, retransmitted: $0.retransmittedFrames, attached: $0.channel != nil)
+            Stats(
+                frames: Int($0.nextFrame), bytes: $0.bytesWritten, retransmitted: $0.retransmittedFrames, attached: $0.channel != nil,
+                unacknowledged: $0.unacknowledged.reduce($0.pendingFrames) { $0 + $1.frames })
         }
     }
 

@@ -77,6 +77,8 @@ struct ConfigTests {
         (edited("writeCoalescing: 20us", "writeCoalescing: 20ms"), "stacks[0].writeCoalescing", "must be at most 10ms"),
         (edited("writeCoalescing: 20us", "writeCoalescing: 20"), "stacks[0].writeCoalescing", "50us, 250ms"),
         (edited("registrar: {port: 4500}", "erlang: {epmdPort: 4369}"), "stacks[1].erlang", "only a stack of kind 'erlang'"),
+        (edited("writeCoalescing: 20us", "silenceTimeout: 500ms"), "stacks[0].silenceTimeout", "at least 1s"),
+        (edited("kind: native\n    registrar: {port: 4500}", "kind: erlang\n    silenceTimeout: 5s"), "stacks[1].silenceTimeout", "erlang.netTickTime"),
         (edited("kind: native\n    registrar: {port: 4500}", "kind: erlang\n    erlang: {netTickTime: 10ms}"), "stacks[1].erlang.netTickTime", "at least 1s"),
         (edited("logLevel: debug", "logLevel: loud"), "routes[0].logLevel", "unknown log level 'loud'"),
     ]

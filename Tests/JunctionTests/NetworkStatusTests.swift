@@ -1,7 +1,8 @@
-import Junction
+@testable import Junction
 import JunctionCore
-import JunctionNative
+@testable import JunctionNative
 import JunctionTerm
+import JunctionTransport
 import NIOCore
 import Testing
 
@@ -52,6 +53,81 @@ struct NetworkStatusTests {
         #expect(kinds(await events(&status, 1)) == ["connectionEstablished"])
         try await sender.send(.atom("four"), to: .name("sink", on: "b@localhost"))
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("four"))
+    }
+
+    @Test("a native peer that answers heartbeats stays connected; once it falls silent it is lost")
+    func silentNativePeer() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let config = try nodeConfig("n@localhost", stacks: [("native", registrar.port)], stackExtra: "silenceTimeout: 1s", poolSize: 1, handshakeTimeout: "1s")
+        let node = try await startNode(config)
+        defer { Task { await node.shutdown() } }
+        var status = node.networkStatus().makeAsyncIterator()
+        _ = await status.next()
+        let address = try #require(node.listening["native"]?.first)
+        let peer = try await RawPeer.connect(to: address, as: "raw@localhost", target: "n@localhost", cookie: "test-cookie", flags: [])
+        #expect(kinds(await events(&status, 1)) == ["connectionEstablished"])
+
+        // The idle node heartbeats every quarter second. The peer heartbeats every tenth of
+        // a second from its event loop until the node's sixth, longer than the one-second
+        // silence timeout, and the link stays open.
+        var beat = ByteBuffer()
+        Frame.write(kind: NativeFrameKind.heartbeat, streamKey: 0, into: &beat) { _ in }
+        let answering = peer.channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { [beat] _ in
+            peer.channel.writeAndFlush(beat, promise: nil)
+        }
+        var parser = FrameParser(maxFrameSize: 1 << 16)
+        var heartbeats = 0
+        var silent = false
+        for await bytes in peer.received {
+            try parser.consume(bytes) { frame in if frame.kind == NativeFrameKind.heartbeat { heartbeats += 1 } }
+            if heartbeats >= 6, !silent {
+                #expect(node.connection(to: "raw@localhost") != nil)
+                answering.cancel()
+                silent = true
+            }
+        }
+        // Silent from then on: the node closes the link (ending the loop above), waits for a
+        // rejoin that never comes, and reports the connection lost with the reason.
+        #expect(silent)
+        let lost = await events(&status, 1)
+        guard case .connectionLost(let info, let reason)? = lost.first else {
+            Issue.record("expected connectionLost, got \(lost)")
+            return
+        }
+        #expect(info.node == "raw@localhost")
+        #expect(reason.contains("received nothing, not even a heartbeat, for 1.0 s"), "\(reason)")
+    }
+
+    @Test("a failed acceptor is reported, bound again on the same port with the rules still in force; live connections go on")
+    func acceptorRestart() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let node = try await startNode(try nodeConfig("n@localhost", stacks: [("native", registrar.port)]))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        defer { Task { await node.shutdown(); await b.shutdown() } }
+        var status = node.networkStatus().makeAsyncIterator()
+        _ = await status.next()
+        await node.request(.blockIp(IPAddress("127.0.0.2")!))
+        let sink = try node.spawn(name: "sink")
+        let sender = try b.spawn()
+        try await sender.send(.atom("before"), to: .name("sink", on: "n@localhost"))
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("before"))
+        #expect(kinds(await events(&status, 2)) == ["blockedIp", "connectionEstablished"])
+
+        // The network fails under the stack: its listening socket closes.
+        let address = try #require(node.listening["native"]?.first)
+        let stack = try #require(node.runtime.withLock { $0.stacks["native"] })
+        try await #require(stack.acceptors.withLock { $0.first?.channel }).close()
+        let restart = await events(&status, 2)
+        #expect(kinds(restart) == ["criticalNetworkFailure", "networkRestored"])
+        #expect(restart.last == .networkRestored(stack: "native", address: "127.0.0.1:\(address.port!)"))
+
+        #expect(await refusedBeforeAnyByte(try await RawPeer.open(to: address, from: "127.0.0.2")))
+        let fresh = try await RawPeer.connect(to: address, from: "127.0.0.3", as: "raw@localhost", target: "n@localhost", cookie: "test-cookie", flags: [])
+        fresh.channel.close(promise: nil)
+        try await sender.send(.atom("after"), to: .name("sink", on: "n@localhost"))
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("after"))
     }
 
     func address(_ event: NetworkEvent) -> String {

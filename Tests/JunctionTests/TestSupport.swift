@@ -47,7 +47,7 @@ func startRegistrar() async throws -> EmbeddedRegistrarServer {
 /// `"compression: {enabled: false}"`.
 func nodeConfig(
     _ name: String, stacks: [(String, Int)], routes: String = "[]", cookieVariable: String = "TEST_COOKIE", stackExtra: String = "",
-    poolSize: Int = 3, limits: String = "{}"
+    poolSize: Int = 3, limits: String = "{}", handshakeTimeout: String = "5s"
 ) throws -> JunctionConfig {
     let stackYAML = stacks.map { stack in
         """
@@ -60,7 +60,7 @@ func nodeConfig(
             registrar:
               host: 127.0.0.1
               port: \(stack.1)
-            handshakeTimeout: 5s
+            handshakeTimeout: \(handshakeTimeout)
             \(stackExtra)
         """
     }.joined(separator: "\n")

@@ -140,15 +140,19 @@ public struct StackSettings: Sendable, Decodable {
     /// A frame queued sooner than this after a link's last write waits until this long
     /// after it, so a steady stream shares writes; zero writes every frame at once.
     public var writeCoalescing: ConfigDuration
+    /// (native) A link that receives nothing, not even a heartbeat, for this long is lost
+    /// (the dialler rejoins it); an idle link sends a heartbeat every quarter of it. An
+    /// `erlang` stack uses `erlang.netTickTime` instead.
+    public var silenceTimeout: ConfigDuration
     /// Settings of an `erlang` stack.
     public var erlang: ErlangSettings
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing, erlang }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing, silenceTimeout, erlang }
 
     public init(
         name: String, kind: Kind = .native, acceptors: [AcceptorSettings] = [.init()], registrar: RegistrarSettings = .init(),
         handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20, compression: CompressionSettings = .init(),
-        writeCoalescing: ConfigDuration = .microseconds(50), erlang: ErlangSettings = .init()
+        writeCoalescing: ConfigDuration = .microseconds(50), silenceTimeout: ConfigDuration = .seconds(60), erlang: ErlangSettings = .init()
     ) {
         self.name = name
         self.kind = kind
@@ -158,6 +162,7 @@ public struct StackSettings: Sendable, Decodable {
         self.maxMessageSize = maxMessageSize
         self.compression = compression
         self.writeCoalescing = writeCoalescing
+        self.silenceTimeout = silenceTimeout
         self.erlang = erlang
     }
 
@@ -175,9 +180,16 @@ public struct StackSettings: Sendable, Decodable {
         maxMessageSize = try container.value(.maxMessageSize, default: 64 << 20)
         compression = try container.value(.compression, default: CompressionSettings())
         writeCoalescing = try container.value(.writeCoalescing, default: .microseconds(50))
+        silenceTimeout = try container.value(.silenceTimeout, default: .seconds(60))
         erlang = try container.value(.erlang, default: ErlangSettings())
         if kind != .erlang, container.contains(.erlang) {
             throw invalid(decoder.codingPath + [CodingKeys.erlang], "only a stack of kind 'erlang' takes Erlang settings")
+        }
+        if kind == .erlang, container.contains(.silenceTimeout) {
+            throw invalid(decoder.codingPath + [CodingKeys.silenceTimeout], "an 'erlang' stack detects silent peers with erlang.netTickTime; set that instead")
+        }
+        guard silenceTimeout.nanoseconds >= 1_000_000_000 else {
+            throw invalid(decoder.codingPath + [CodingKeys.silenceTimeout], "must be at least 1s, not \(silenceTimeout): heartbeats go every quarter of it")
         }
         guard writeCoalescing.nanoseconds <= 10_000_000 else {
             throw invalid(decoder.codingPath + [CodingKeys.writeCoalescing], "must be at most 10ms, not \(writeCoalescing): it delays frames under load by up to that much")
