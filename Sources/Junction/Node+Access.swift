@@ -177,6 +177,7 @@ extension Node {
         }
         logger.debug("\(event)", metadata: ["junction.peer": "\(peer)"])
         noteConnectionEnded()
+        bridgeTargetEnded(peer.atom, retire: !retaining)
         if retaining { startRedialling(peer, info: connection.info) }
     }
 
@@ -200,6 +201,7 @@ extension Node {
             }
             let event = status.publish { .connectionDropped(info, droppedMessages: connections.dropRetained(peer.atom)) }
             logger.debug("\(event)")
+            bridgeTargetEnded(peer.atom, retire: true)
             _ = runtime.withLock { $0.dials.removeValue(forKey: peer.atom) }
         }
         runtime.withLock { $0.dials[peer.atom] = task }

@@ -26,6 +26,7 @@ public final class Node: Sendable {
     let processes = ProcessRegistry()
     let connections: ConnectionTable
     let watchers = Watchers()
+    let bridges: Bridges
     let status = NetworkStatusPort()
     let access: Mutex<AccessRules>
     /// Peers closed by `disconnectSystem`: not reconnected, in either direction, until
@@ -56,6 +57,7 @@ public final class Node: Sendable {
         self.logger = logger
         self.connections = ConnectionTable(limits: config.limits)
         self.access = Mutex(config.access)
+        self.bridges = Bridges(capacity: config.limits.bridgeProxies)
     }
 
     /// Starts a node: reads the cookie, builds the routing table, starts every stack's
@@ -70,6 +72,7 @@ public final class Node: Sendable {
             hidden: hidden, group: group, logger: logger)
         do {
             try await node.startStacks()
+            for bridge in config.bridges { try node.bridge(bridge.name, to: bridge.process, on: bridge.node) }
         } catch {
             await node.shutdown()
             throw error

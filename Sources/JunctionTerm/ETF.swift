@@ -46,6 +46,18 @@ public enum ETF {
         return term
     }
 
+    /// Whether an encoded term (version byte included) holds pids, references, ports or
+    /// funs: what a gateway must map before passing it on. Throws if it is malformed.
+    public static func holdsIdentities(_ buffer: ByteBuffer) throws(ETFError) -> Bool {
+        try buffer.withUnsafeReadableBytes { (raw) throws(ETFError) -> Bool in
+            var decoder = ETFDecoder(bytes: raw)
+            try decoder.readVersion()
+            try decoder.skipTerm()
+            try decoder.expectEnd()
+            return decoder.identities > 0
+        }
+    }
+
     /// Checks that `buffer` holds exactly one well-formed standalone term, without
     /// building it.
     public static func validate(_ buffer: ByteBuffer, options: ETFDecodingOptions = .init()) throws(ETFError) {

@@ -20,6 +20,9 @@ public struct ETFDecoder {
     /// Offset of the next byte to read.
     public private(set) var offset: Int
     let options: ETFDecodingOptions
+    /// Pids, references, ports and funs `skipTerm` stepped over (a compressed term
+    /// counts as one: what it holds is not looked at without inflating it).
+    public private(set) var identities = 0
 
     public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, options: ETFDecodingOptions = .init()) {
         self.bytes = bytes
@@ -316,28 +319,39 @@ public struct ETFDecoder {
             let arity = Int(try u32(tag: tag))
             try plausible(arity, minimumBytesEach: 2, tag: tag, at: start)
             for _ in 0..<arity * 2 { try skip(depth: depth + 1) }
-        case ETFTag.newPid: _ = try atom(); try advance(12)
-        case ETFTag.pid: _ = try atom(); try advance(9)
-        case ETFTag.newPort: _ = try atom(); try advance(8)
-        case ETFTag.port: _ = try atom(); try advance(5)
-        case ETFTag.v4Port: _ = try atom(); try advance(12)
+        case ETFTag.newPid, ETFTag.pid, ETFTag.newPort, ETFTag.port, ETFTag.v4Port:
+            identities += 1
+            _ = try atom()
+            switch tag {
+            case ETFTag.newPid, ETFTag.v4Port: try advance(12)
+            case ETFTag.pid: try advance(9)
+            case ETFTag.newPort: try advance(8)
+            default: try advance(5)
+            }
         case ETFTag.newerReference, ETFTag.newReference:
+            identities += 1
             let words = Int(try u16(tag: tag))
             guard words <= 5 else { throw ETFError(.tooManyReferenceWords(words), tag: tag, offset: start) }
             _ = try atom()
             try advance((tag == ETFTag.newerReference ? 4 : 1) + 4 * words)
-        case ETFTag.reference: _ = try atom(); try advance(5)
+        case ETFTag.reference:
+            identities += 1
+            _ = try atom()
+            try advance(5)
         case ETFTag.newFun:
+            identities += 1
             let size = Int(try u32(tag: tag))
             guard size >= 4 else { throw ETFError(.lengthExceedsInput(length: size, available: remaining), tag: tag, offset: start) }
             try advance(size - 4)
         case ETFTag.export:
             for _ in 0..<3 { try skip(depth: depth + 1) }
         case ETFTag.fun:
+            identities += 1
             let free = Int(try u32(tag: tag))
             try plausible(free, minimumBytesEach: 1, tag: tag, at: start)
             for _ in 0..<(4 + free) { try skip(depth: depth + 1) }
         case ETFTag.compressed:
+            identities += 1
             offset = start
             _ = try term(depth: depth)
         default:

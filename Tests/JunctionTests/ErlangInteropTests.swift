@@ -12,7 +12,9 @@ import Testing
 /// A Junction node with a native stack (the default) and an `erlang` stack whose epmd
 /// port is `epmdPort`; routes send `e*@localhost` names over the Erlang stack with the
 /// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `Gateway`).
-func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s", reconnect: String = "{}") throws -> JunctionConfig {
+func gatewayConfig(
+    _ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s", reconnect: String = "{}", bridges: String = "[]"
+) throws -> JunctionConfig {
     try ConfigLoader.load(yaml: """
         node:
           name: \(name)
@@ -31,6 +33,7 @@ func gatewayConfig(_ name: String, registrarPort: Int, epmdPort: Int, netTickTim
             resolver: otp
             cookie: {env: ERLANG_COOKIE}
         limits: {reconnect: \(reconnect)}
+        bridges: \(bridges)
         """)
 }
 
@@ -48,7 +51,7 @@ struct Gateway {
     /// another test could take in between: only the test of that start uses it).
     static func start(
         _ name: String, epmdPort: Int? = nil, nodeRunsEpmd: Bool = false, netTickTime: String = "60s", reconnect: String = "{}",
-        logger: Logger = quietLogger
+        bridges: String = "[]", logger: Logger = quietLogger
     ) async throws -> Gateway {
         let registrar = try await startRegistrar()
         var epmd: EpmdServer?
@@ -61,7 +64,7 @@ struct Gateway {
             epmd = try await EpmdServer.start(port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: quietLogger)
             port = epmd!.address!.port!
         }
-        let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime, reconnect: reconnect)
+        let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime, reconnect: reconnect, bridges: bridges)
         let node = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logger)
         return Gateway(node: node, registrar: registrar, epmd: epmd, epmdPort: port)
     }

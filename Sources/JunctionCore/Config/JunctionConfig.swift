@@ -9,15 +9,21 @@ public struct JunctionConfig: Sendable, Decodable {
     public var limits: LimitSettings
     /// Block and allow rules in force at start, in order.
     public var access: AccessRules
+    /// Names on this node that forward to processes on other nodes.
+    public var bridges: [BridgeSettings]
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits, access }
+    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits, access, bridges }
 
-    public init(node: NodeSettings, stacks: [StackSettings], routes: [RouteSettings] = [], limits: LimitSettings = .init(), access: AccessRules = .init()) {
+    public init(
+        node: NodeSettings, stacks: [StackSettings], routes: [RouteSettings] = [], limits: LimitSettings = .init(), access: AccessRules = .init(),
+        bridges: [BridgeSettings] = []
+    ) {
         self.node = node
         self.stacks = stacks
         self.routes = routes
         self.limits = limits
         self.access = access
+        self.bridges = bridges
     }
 
     public init(from decoder: Decoder) throws {
@@ -28,6 +34,7 @@ public struct JunctionConfig: Sendable, Decodable {
         limits = try container.value(.limits, default: LimitSettings())
         access = AccessRules()
         for entry in try container.value(.access, default: [AccessEntry]()) { entry.apply(to: &access) }
+        bridges = try container.value(.bridges, default: [])
         try validate(path: decoder.codingPath)
     }
 
@@ -49,6 +56,14 @@ public struct JunctionConfig: Sendable, Decodable {
             }
             if let stack = route.route?.stack, !seen.contains(stack) {
                 throw invalid(routePath + [RouteSettings.CodingKeys.route], "no stack is named '\(stack)'")
+            }
+        }
+        var bridgeNames: Set<String> = []
+        for (index, bridge) in bridges.enumerated() {
+            let bridgePath = path + [CodingKeys.bridges, AnyCodingKey(intValue: index)!]
+            guard bridgeNames.insert(bridge.name).inserted else { throw invalid(bridgePath + [BridgeSettings.CodingKeys.name], "bridge name '\(bridge.name)' is used twice") }
+            guard bridge.node != node.name else {
+                throw invalid(bridgePath + [BridgeSettings.CodingKeys.node], "a bridge forwards to another node, not to this one (\(node.name))")
             }
         }
     }
@@ -394,18 +409,21 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
     /// At this many connections (handshakes and dials under way included), new attempts
     /// are refused at once.
     public var hardConnections: Int
+    /// Proxies the bridges keep for pids of other nodes; past it the oldest is retired.
+    public var bridgeProxies: Int
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect, softConnections, hardConnections }
+    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect, softConnections, hardConnections, bridgeProxies }
 
     public init(
         pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20, reconnect: ReconnectSettings = .init(), softConnections: Int = 1000,
-        hardConnections: Int = 1200
+        hardConnections: Int = 1200, bridgeProxies: Int = 100_000
     ) {
         self.pendingMessages = pendingMessages
         self.pendingBytes = pendingBytes
         self.reconnect = reconnect
         self.softConnections = softConnections
         self.hardConnections = hardConnections
+        self.bridgeProxies = bridgeProxies
     }
 
     public init(from decoder: Decoder) throws {
@@ -415,6 +433,8 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
         reconnect = try container.value(.reconnect, default: ReconnectSettings())
         softConnections = try container.value(.softConnections, default: 1000)
         hardConnections = try container.value(.hardConnections, default: 1200)
+        bridgeProxies = try container.value(.bridgeProxies, default: 100_000)
+        guard bridgeProxies >= 1 else { throw invalid(decoder.codingPath + [CodingKeys.bridgeProxies], "must be at least 1") }
         guard softConnections >= 1, hardConnections > softConnections else {
             throw invalid(decoder.codingPath + [CodingKeys.hardConnections], "needs 1 <= softConnections < hardConnections, not \(softConnections) and \(hardConnections)")
         }
