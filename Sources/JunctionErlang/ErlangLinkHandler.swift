@@ -77,7 +77,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .admit(let peer, let flags):
             logger[metadataKey: "junction.peer"] = "\(peer)"
             guard case .handshake(var handshake) = phase else { return }
-            let admission = stack.delegate.admit(peer: peer, address: context.channel.remoteAddress, stack: stack)
+            let admission = stack.delegate?.admit(peer: peer, address: context.channel.remoteAddress, stack: stack) ?? .notAllowed("the node is shutting down")
             logger.debug("handshake from \(peer) (flags \(flags))")
             let actions = handshake.admit(admission, now: .now())
             phase = .handshake(handshake)
@@ -93,7 +93,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             logger[metadataKey: "junction.peer"] = "\(result.peer)"
             logger.debug("handshake complete", metadata: ["junction.flags": "\(result.flags)"])
             startTicks(context: context, connection: connection)
-            stack.delegate.established(connection)
+            stack.delegate?.established(connection)
             established?.succeed(connection)
             inbound = handshake.leftover
             readPackets(context: context)
@@ -153,7 +153,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             do {
                 if let message = try decoder.decode(packet) {
-                    try stack.delegate.received(message, on: connection)
+                    try stack.delegate?.received(message, on: connection)
                 }
             } catch {
                 fail(error, context: context)
@@ -187,7 +187,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 failure = DistributionError("\(connection.peer) closed the connection (it stopped, or its network went away)")
             }
             connection.markClosed()
-            stack.delegate.closed(connection, error: failure)
+            stack.delegate?.closed(connection, error: failure)
         case .closed:
             break
         }

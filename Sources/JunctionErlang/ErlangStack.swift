@@ -32,7 +32,8 @@ public final class ErlangStack: Sendable {
     let cookie: Secret
     let group: any EventLoopGroup
     let logger: Logger
-    unowned let delegate: any ErlangStackDelegate
+    /// The node; weak, as a late callback may come after the node is gone.
+    weak let delegate: (any ErlangStackDelegate)?
     let runtime: Mutex<Runtime>
 
     struct Runtime: Sendable {
@@ -80,9 +81,9 @@ public final class ErlangStack: Sendable {
     public func start() async throws -> SocketAddress {
         let settings = settings.acceptors.first ?? AcceptorSettings()
         let events = Acceptor.Events(
-            failed: { self.delegate.networkFailed(stack: self.name, reason: $0) }, restored: { self.delegate.networkRestored(stack: self.name, address: $0) })
+            failed: { self.delegate?.networkFailed(stack: self.name, reason: $0) }, restored: { self.delegate?.networkRestored(stack: self.name, address: $0) })
         let acceptor = Acceptor(group: group, host: settings.host, port: settings.port, events: events, logger: logger) {
-            self.delegate.accepts($0, stack: self)
+            self.delegate?.accepts($0, stack: self) ?? false
         } setUp: { channel in
             try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
             self.track(channel)

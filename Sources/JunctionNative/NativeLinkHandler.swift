@@ -168,7 +168,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         if !batch.isEmpty {
             let frames = batch
             batch.removeAll(keepingCapacity: true)
-            try stack.delegate.received(frames, on: connection)
+            try stack.delegate?.received(frames, on: connection)
         }
         let ack = slot.receiver.withLock { receiver -> UInt64? in
             guard receiver.frames - receiver.framesAtLastAck >= NativeConnection.ackEveryFrames || receiver.bytesSinceAck >= NativeConnection.ackEveryBytes
@@ -210,7 +210,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 slot.outbox.close(flushPending: false)
                 if connection.slots.allSatisfy({ $0.channel == nil }), connection.markEnded() {
                     stack.forget(connection)
-                    stack.delegate.closed(connection, error: failure)
+                    stack.delegate?.closed(connection, error: failure)
                 }
             } else {
                 slot.outbox.detach()
@@ -242,7 +242,8 @@ final class NativeLinkHandler: ChannelInboundHandler {
         case .admit(let peer):
             logger[metadataKey: "junction.peer"] = "\(peer)"
             guard case .handshake(var handshake) = phase else { return }
-            let next = handshake.admit(stack.delegate.admit(peer: peer, address: context.channel.remoteAddress, stack: stack), now: .now())
+            let admission = stack.delegate?.admit(peer: peer, address: context.channel.remoteAddress, stack: stack) ?? .reject(.notAllowed, "the node is shutting down")
+            let next = handshake.admit(admission, now: .now())
             phase = .handshake(handshake)
             perform(next, context: context)
             return
@@ -354,7 +355,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         slot.outbox.attach(context.channel, peerReceived: request.received)
         if slot.index == 0 || request.counter > 1 { connection.countRejoin() }
         logger.debug("link \(slot.index) joined")
-        stack.delegate.joined(context.channel, to: connection)
+        stack.delegate?.joined(context.channel, to: connection)
     }
 
     func refuseJoin(_ what: String, context: ChannelHandlerContext) {

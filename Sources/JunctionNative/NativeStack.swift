@@ -15,8 +15,9 @@ public final class NativeStack: Sendable {
     let local: HandshakeIdentity
     let group: any EventLoopGroup
     let logger: Logger
-    /// The node outlives its stacks; `unowned` avoids a reference cycle.
-    unowned let delegate: any NativeStackDelegate
+    /// The node; weak, as a late callback (a rejoin that gives up, a link closing) may
+    /// come after the node is gone, and then has no one to tell.
+    weak let delegate: (any NativeStackDelegate)?
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     let acceptors = Mutex<[Acceptor]>([])
     /// Accepted connections that extra links may join, by connection id.
@@ -40,13 +41,13 @@ public final class NativeStack: Sendable {
     public func startAcceptors() async throws -> [SocketAddress] {
         var bound: [SocketAddress] = []
         let events = Acceptor.Events(
-            failed: { self.delegate.networkFailed(stack: self.name, reason: $0) }, restored: { self.delegate.networkRestored(stack: self.name, address: $0) })
+            failed: { self.delegate?.networkFailed(stack: self.name, reason: $0) }, restored: { self.delegate?.networkRestored(stack: self.name, address: $0) })
         for settings in settings.acceptors {
             var announced = local
             announced.poolSize = settings.poolSize
             let identity = announced
             let acceptor = Acceptor(group: group, host: settings.host, port: settings.port, events: events, logger: logger) {
-                self.delegate.accepts($0, stack: self)
+                self.delegate?.accepts($0, stack: self) ?? false
             } setUp: { channel in
                 let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
                 try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
@@ -135,7 +136,7 @@ public final class NativeStack: Sendable {
         if connection.direction == .incoming {
             joinableConnections.withLock { $0[connection.negotiated.connectionID] = connection }
         }
-        delegate.established(connection)
+        delegate?.established(connection)
     }
 
     func joinable(_ id: UInt64) -> NativeConnection? { joinableConnections.withLock { $0[id] } }
@@ -192,7 +193,7 @@ public final class NativeStack: Sendable {
         let error = unacknowledged == 0 ? error : NativeProtocolError("\(error); \(unacknowledged) frames queued or sent on it were not acknowledged by the peer and may not have arrived")
         connection.abort()
         forget(connection)
-        if connection.markEnded() { delegate.closed(connection, error: error) }
+        if connection.markEnded() { delegate?.closed(connection, error: error) }
     }
 
     func track(_ channel: any Channel) {

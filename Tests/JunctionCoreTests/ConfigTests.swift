@@ -25,6 +25,9 @@ let validConfig = """
         logLevel: debug
       - match: "^fixed@"
         route: {host: 127.0.0.1, port: 9000}
+    bridges:
+      - {name: svc, node: n1@localhost, process: echo}
+      - {name: other, node: n2@localhost}
     """
 
 /// The valid file with one edit.
@@ -38,6 +41,7 @@ struct ConfigTests {
     func valid() throws {
         let config = try ConfigLoader.load(yaml: validConfig)
         #expect(config.node.name == "gw@localhost")
+        #expect(config.bridges == [BridgeSettings(name: "svc", node: "n1@localhost", process: "echo"), BridgeSettings(name: "other", node: "n2@localhost", process: "other")])
         #expect(config.defaultStack.name == "native")
         #expect(config.stacks[1].acceptors == [AcceptorSettings(host: "127.0.0.1", port: 0)])
         #expect(config.stacks[0].handshakeTimeout == .seconds(5))
@@ -47,6 +51,17 @@ struct ConfigTests {
         #expect(route.route.resolver == "cluster-b" && route.route.atomMapping == ["svc": "svc_v2"] && route.route.logLevel == .debug)
         #expect(route.route.overrideSummary == ["remote spawn off", "atoms svc->svc_v2", "log debug"])
         #expect(table.route(for: "fixed@h").first?.route.explicit?.port == 9000)
+    }
+
+    @Test("every file in Config/ is valid; bridge.yaml bridges both ways")
+    func shippedConfigs() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Config")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }
+        #expect(files.contains("bridge.yaml"))
+        for file in files { _ = try ConfigLoader.load(file: directory.appendingPathComponent(file).path) }
+        let bridge = try ConfigLoader.load(file: directory.appendingPathComponent("bridge.yaml").path)
+        #expect(bridge.bridges.map(\.node) == ["n1@localhost", "e1@localhost"])
+        #expect(try bridge.routeTable(environment: [:]).route(for: "e1@localhost").first?.route.resolver == "erlang")
     }
 
     @Test("the embedded default configuration is valid")
@@ -63,6 +78,10 @@ struct ConfigTests {
     /// (file, key path, part of the message) for each kind of mistake.
     static let badFiles: [(String, String, String)] = [
         (edited("routes:", "extra: 1\nroutes:"), "extra", "unknown key"),
+        (edited("name: svc, node: n1@localhost", "name: svc, node: gw@localhost"), "bridges[0].node", "not to this one"),
+        (edited("name: other", "name: svc"), "bridges[1].name", "used twice"),
+        (edited("process: echo", "process: \"\""), "bridges[0].process", "1 to 255 bytes"),
+        (edited("node: n2@localhost", "node: n2"), "bridges[1].node", "no '@'"),
         (edited("port: 0}", "port: x}"), "stacks[0].acceptors[0].port", "expected an integer"),
         (edited("port: 0}", "port: 70000}"), "stacks[0].acceptors[0].port", "outside 0...65535"),
         (edited("weight: 10", "weigth: 10"), "routes[0].weigth", "allowed here: match, weight"),
