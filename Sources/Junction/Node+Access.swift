@@ -155,8 +155,6 @@ extension Node {
         enforceSoftLimit(after: connection)
     }
 
-    /// Publishes that `connection` ended: closed gracefully, or lost with `error`. A lost
-    /// connection is redialled with backoff while its peer's messages are retained.
     /// (Both stacks' delegates) an acceptor failed and is being bound again.
     public func networkFailed(stack: String, reason: String) {
         status.publish(.criticalNetworkFailure(stack: stack, reason: reason))
@@ -166,6 +164,8 @@ extension Node {
         status.publish(.networkRestored(stack: stack, address: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"))
     }
 
+    /// Publishes that `connection` ended: closed gracefully, or lost with `error`. A lost
+    /// connection is redialled with backoff while its peer's messages are retained.
     func announceEnded(_ connection: any PeerConnection, error: (any Error)?) {
         let peer = connection.peer
         let redial = error != nil && !disconnected.withLock { $0.contains(peer.atom) } && refusal(of: peer, address: nil) == nil

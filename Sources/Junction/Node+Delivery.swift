@@ -39,6 +39,7 @@ extension Node: NativeStackDelegate {
     /// Delivers one read's frames into mailboxes, taking the registry lock once. A
     /// malformed frame or payload throws, which closes that link only.
     public func received(_ frames: [Frame], on connection: NativeConnection) throws {
+        let mapping = atomMappings?.mapping(for: connection.peer.atom)
         try processes.withLookup { byName, byId in
             for frame in frames {
                 var body = frame.payload
@@ -48,7 +49,7 @@ extension Node: NativeStackDelegate {
                     guard let length = body.readInteger(as: UInt8.self), let processName = body.readString(length: Int(length)) else {
                         throw NativeProtocolError("a message frame from \(connection.peer) has a malformed name")
                     }
-                    target = byName(processName)
+                    target = byName(mapping?.localName(processName) ?? processName)
                 default:
                     guard let (id, _) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
                         throw NativeProtocolError("a message frame from \(connection.peer) has a malformed pid")
@@ -56,7 +57,7 @@ extension Node: NativeStackDelegate {
                     target = byId(id)
                 }
                 try ETF.validate(body)
-                target?.mailbox.deliver(.encoded(body))
+                target?.mailbox.deliver(try mapping?.fromPeer(.encoded(body)) ?? .encoded(body))
             }
         }
     }

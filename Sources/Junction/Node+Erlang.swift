@@ -39,15 +39,16 @@ extension Node: ErlangStackDelegate {
             throw DistributionError("\(connection.peer) sent a control message that is not a tuple with an operation: \(message.control)")
         }
         func field(_ index: Int) -> Term? { index < fields.count ? fields[index] : nil }
+        let mapping = atomMappings?.mapping(for: connection.peer.atom)
         switch (operation, message.message) {
         case (2, let payload?), (22, let payload?):
             // SEND {2, '', To} / SEND_SENDER {22, From, To}
             guard case .pid(let to)? = field(2) else { throw malformed(message, connection) }
-            local(to)?.mailbox.deliver(payload)
+            local(to)?.mailbox.deliver(try mapping?.fromPeer(payload) ?? payload)
         case (6, let payload?):
             // REG_SEND {6, From, '', ToName}
             guard case .atom(let to)? = field(3) else { throw malformed(message, connection) }
-            processes.byName(to.name)?.mailbox.deliver(payload)
+            processes.byName(mapping?.localName(to.name) ?? to.name)?.mailbox.deliver(try mapping?.fromPeer(payload) ?? payload)
         case (33, _):
             // ALIAS_SEND: this node mints no aliases, so none can be alive.
             logger.debug("dropped a message from \(connection.peer) to an alias this node never made")

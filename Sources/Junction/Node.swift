@@ -27,6 +27,8 @@ public final class Node: Sendable {
     let connections: ConnectionTable
     let watchers = Watchers()
     let bridges: Bridges
+    /// Nil unless a configured route maps atoms.
+    let atomMappings: AtomMappings?
     let status = NetworkStatusPort()
     let access: Mutex<AccessRules>
     /// Peers closed by `disconnectSystem`: not reconnected, in either direction, until
@@ -58,6 +60,7 @@ public final class Node: Sendable {
         self.connections = ConnectionTable(limits: config.limits)
         self.access = Mutex(config.access)
         self.bridges = Bridges(capacity: config.limits.bridgeProxies)
+        self.atomMappings = AtomMappings(config: config, routes: routes)
     }
 
     /// Starts a node: reads the cookie, builds the routing table, starts every stack's
@@ -175,6 +178,8 @@ public final class Node: Sendable {
             guard alias.node != name.atom else { return }
             peer = alias.node
         }
+        var (payload, destination) = (payload, destination)
+        if let mapping = atomMappings?.mapping(for: peer) { (payload, destination) = try mapping.toPeer(payload, destination) }
         let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
         let pending = PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize)
@@ -312,7 +317,7 @@ public final class Node: Sendable {
         try checkDialable(peer, host: resolved.host, port: resolved.port)
         guard belowHardLimit(counted: 1) else { throw ConnectionLimitReached(limit: config.limits.hardConnections) }
         if let erlang = erlangStack(resolved.stack) {
-            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie)
+            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, logLevel: route.logLevel)
         }
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
         let compression = route.compression ?? stack.settings.compression

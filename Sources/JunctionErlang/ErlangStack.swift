@@ -158,8 +158,9 @@ public final class ErlangStack: Sendable {
         return ResolvedRoute(stack: name, host: peer.host, port: Int(entry.port), handshakeVersion: Int(entry.highestVersion), protocolVersion: 0)
     }
 
-    /// Dials `route` and runs the handshake as `peer`'s initiator with `cookie`.
-    public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret?) async throws -> ErlangConnection {
+    /// Dials `route` and runs the handshake as `peer`'s initiator with `cookie`;
+    /// `logLevel` (a route's) sets this connection's log level.
+    public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret?, logLevel: Logger.Level? = nil) async throws -> ErlangConnection {
         let promise = group.next().makePromise(of: ErlangConnection.self)
         do {
             let channel = try await ClientBootstrap(group: group)
@@ -167,7 +168,8 @@ public final class ErlangStack: Sendable {
                 .connectTimeout(settings.handshakeTimeout.timeAmount)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise))
+                        try channel.pipeline.syncOperations.addHandler(
+                            self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise, logLevel: logLevel))
                     }
                 }
                 .connect(host: route.host, port: route.port)
@@ -179,9 +181,13 @@ public final class ErlangStack: Sendable {
         return try await promise.futureResult.get()
     }
 
-    func makeHandler(role: ErlangHandshake.Role, cookie: Secret?, established: EventLoopPromise<ErlangConnection>?) -> ErlangLinkHandler {
+    func makeHandler(
+        role: ErlangHandshake.Role, cookie: Secret?, established: EventLoopPromise<ErlangConnection>?, logLevel: Logger.Level? = nil
+    ) -> ErlangLinkHandler {
         let identity = ErlangIdentity(name: nodeName, cookie: self.cookie, creation: creation, flags: flags)
         let handshake = ErlangHandshake(role: role, local: identity, cookie: cookie, stepTimeout: settings.handshakeTimeout.timeAmount)
+        var logger = self.logger
+        if let logLevel { logger.logLevel = logLevel }
         return ErlangLinkHandler(stack: self, handshake: handshake, established: established, logger: logger)
     }
 

@@ -78,6 +78,7 @@ struct ConfigTests {
     /// (file, key path, part of the message) for each kind of mistake.
     static let badFiles: [(String, String, String)] = [
         (edited("routes:", "extra: 1\nroutes:"), "extra", "unknown key"),
+        (edited("{svc: svc_v2}", "{svc: svc_v2, web: svc_v2}"), "routes[0].atomMapping", "both map to 'svc_v2'"),
         (edited("name: svc, node: n1@localhost", "name: svc, node: gw@localhost"), "bridges[0].node", "not to this one"),
         (edited("name: other", "name: svc"), "bridges[1].name", "used twice"),
         (edited("process: echo", "process: \"\""), "bridges[0].process", "1 to 255 bytes"),

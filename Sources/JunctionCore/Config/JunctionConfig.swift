@@ -335,6 +335,15 @@ public struct RouteSettings: Sendable, Decodable {
         cookie = try container.decodeIfPresent(CookieSource.self, forKey: .cookie)
         flags = try container.decodeIfPresent(FlagSettings.self, forKey: .flags)?.flags ?? FlagOverrides()
         atomMapping = try container.value(.atomMapping, default: [:])
+        var remoteNames: [String: String] = [:]
+        for (local, remote) in atomMapping.sorted(by: { $0.key < $1.key }) {
+            guard (1...255).contains(local.utf8.count), (1...255).contains(remote.utf8.count) else {
+                throw invalid(decoder.codingPath + [CodingKeys.atomMapping], "an atom has 1 to 255 bytes ('\(local)' -> '\(remote)')")
+            }
+            if let other = remoteNames.updateValue(local, forKey: remote) {
+                throw invalid(decoder.codingPath + [CodingKeys.atomMapping], "'\(other)' and '\(local)' both map to '\(remote)': the way back would be ambiguous")
+            }
+        }
         if let level = try container.decodeIfPresent(String.self, forKey: .logLevel) {
             guard let parsed = Logger.Level(rawValue: level) else {
                 throw invalid(decoder.codingPath + [CodingKeys.logLevel], "unknown log level '\(level)'; use trace, debug, info, notice, warning, error or critical")

@@ -105,6 +105,12 @@ struct BenchRun: AsyncParsableCommand {
         if erlang {
             let reference = try ErlangReference(sinks: senders, records: records, directory: directory)
             defer { reference.stop() }
+            for scenario in scenarios where scenario.stack == .bridge {
+                let result = try await Self.throughputThroughBridge(
+                    scenario, count: count / scenario.countDivisor, runs: runs, reference: reference, config: config, directory: directory, group: group,
+                    logger: logger, payloadBytes: scenario.payloadBytes(records))
+                reports.append(ScenarioReport(scenario: scenario.name, compression: "off", junction: result, erlang: nil))
+            }
             for scenario in scenarios where scenario.stack == .erlang {
                 let result = try await Self.throughputToOTP(
                     scenario, count: count / scenario.countDivisor, runs: runs, reference: reference, group: group, logger: logger, records: recordTerms,
@@ -173,6 +179,48 @@ struct BenchRun: AsyncParsableCommand {
         return try await throughput(
             scenario, count: count, runs: runs, client: client, server: server, serverPID: reference.serverPID, records: records, blob: blob,
             payloadBytes: payloadBytes) { client.erlangConnection(to: server)?.bytesSent ?? 0 }
+    }
+
+    /// The bridge scenarios: the OTP client sends to `sinkN` on a Junction gateway (in
+    /// this process, with a native and an Erlang stack) whose bridges forward to the sinks
+    /// of a native `junction bench serve` process. CPU counts the client, the gateway and
+    /// the receiving node.
+    static func throughputThroughBridge(
+        _ scenario: BenchScenario, count: Int, runs: Int, reference: ErlangReference, config: JunctionConfig, directory: URL, group: any EventLoopGroup,
+        logger: Logger, payloadBytes: Int
+    ) async throws -> ThroughputResult {
+        let registrar = try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: group, logger: logger)
+        var serverConfig = config
+        serverConfig.stacks[0].registrar.port = registrar.port
+        let configFile = directory.appendingPathComponent("bridge-server.yaml")
+        try Self.yaml(for: serverConfig).write(to: configFile, atomically: true, encoding: .utf8)
+        let serverName: NodeName = "bench-bridged@localhost"
+        let server = try ServerProcess(
+            arguments: ["bench", "serve", "--config", configFile.path, "--name", serverName.description, "--sinks", String(scenario.senders)],
+            cookie: reference.cookie)
+        defer { server.stop() }
+        let gatewayName = try NodeName("junction_gw_\(UInt32.random(in: 0...UInt32.max))@127.0.0.1")
+        let gatewayConfig = JunctionConfig(
+            node: NodeSettings(name: gatewayName, cookie: CookieSource(env: "JUNCTION_COOKIE")),
+            stacks: [serverConfig.stacks[0], StackSettings(name: "erlang", kind: .erlang, erlang: ErlangSettings(embeddedEpmd: false))],
+            bridges: (1...scenario.senders).map { BridgeSettings(name: "sink\($0)", node: serverName, process: "sink\($0)") })
+        let gateway = try await Node.start(config: gatewayConfig, environment: ["JUNCTION_COOKIE": reference.cookie], group: group, logger: logger)
+        var rates: [Double] = []
+        var cpu: [Double] = []
+        var wire: [Double] = []
+        for run in 1...runs {
+            progress("\(scenario.name): run \(run)/\(runs)")
+            let cpu0 = ProcessCPU.seconds() + ProcessCPU.seconds(server.pid)
+            let result = try reference.throughput(scenario, count: count, target: gatewayName.description)
+            let relayCPU = ProcessCPU.seconds() + ProcessCPU.seconds(server.pid) - cpu0
+            rates.append(result.rate)
+            cpu.append(result.cpuPerMessage + relayCPU / Double(count + count / 10))
+            wire.append(result.wireBytes)
+        }
+        progressDone("\(scenario.name): \(Int(median(rates))) msgs/s")
+        await gateway.shutdown()
+        await registrar.shutdown()
+        return ThroughputResult(messagesPerRun: count, rates: rates, cpuPerMessage: cpu, wireBytesPerMessage: median(wire), payloadBytesPerMessage: payloadBytes)
     }
 
     static func throughput(

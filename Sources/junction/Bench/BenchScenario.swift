@@ -15,9 +15,10 @@ struct BenchScenario: Sendable, Hashable {
     }
 
     /// Which stack carries the Junction side: the native stack between two Junction
-    /// processes, or Erlang distribution from Junction to the OTP reference node.
+    /// processes, Erlang distribution from Junction to the OTP reference node, or an OTP
+    /// node sending through a Junction gateway's bridges to a native Junction node.
     enum Stack: String, Sendable, Hashable {
-        case native, erlang
+        case native, erlang, bridge
     }
 
     var name: String
@@ -41,6 +42,8 @@ struct BenchScenario: Sendable, Hashable {
             BenchScenario(name: "1-to-1 same 2KiB JSON, stream", payload: .jsonSame, senders: 1, compression: .stream, countDivisor: 40),
             BenchScenario(name: "erlang: 1-to-1 small, Junction to OTP", stack: .erlang, payload: .small, senders: 1, compression: nil, countDivisor: 1),
             BenchScenario(name: "erlang: 1-to-1 1KiB binary, Junction to OTP", stack: .erlang, payload: .kib, senders: 1, compression: nil, countDivisor: 2),
+            BenchScenario(name: "bridge: 1-to-1 small, OTP to gateway to Junction", stack: .bridge, payload: .small, senders: 1, compression: nil, countDivisor: 1),
+            BenchScenario(name: "bridge: 1-to-1 1KiB binary, OTP to gateway to Junction", stack: .bridge, payload: .kib, senders: 1, compression: nil, countDivisor: 2),
         ]
     }
 

@@ -52,8 +52,9 @@ struct ErlangReference {
     }
 
     /// One timed run (after a warm-up of a tenth) of `count` messages from `senders`
-    /// processes; the server's CPU is read from /proc around the whole client.
-    func throughput(_ scenario: BenchScenario, count: Int) throws -> (rate: Double, cpuPerMessage: Double, wireBytes: Double) {
+    /// processes to the sinks on `target` (the reference server by default); the
+    /// server's CPU is read from /proc around the whole client.
+    func throughput(_ scenario: BenchScenario, count: Int, target: String? = nil) throws -> (rate: Double, cpuPerMessage: Double, wireBytes: Double) {
         let kind: String
         switch scenario.payload {
         case .small: kind = "small"
@@ -62,7 +63,7 @@ struct ErlangReference {
         case .jsonSame: kind = "json_same"
         }
         let code = """
-            Server = '\(serverName)', S = \(scenario.senders), C = \(count),
+            Server = '\(target ?? serverName)', S = \(scenario.senders), C = \(count),
             true = net_kernel:connect_node(Server),
             {ok, Bin} = file:read_file("\(recordsFile.path)"), Records = list_to_tuple(binary_to_term(Bin)), NR = tuple_size(Records),
             Blob = binary:copy(<<90>>, 1024),
