@@ -2,7 +2,6 @@ import JunctionCore
 import JunctionTransport
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// What the node decides and learns about the Erlang stack's connections.
@@ -162,22 +161,10 @@ public final class ErlangStack: Sendable {
     /// `logLevel` (a route's) sets this connection's log level.
     public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret?, logLevel: Logger.Level? = nil) async throws -> ErlangConnection {
         let promise = group.next().makePromise(of: ErlangConnection.self)
-        do {
-            let channel = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(settings.handshakeTimeout.timeAmount)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise, logLevel: logLevel))
-                    }
-                }
-                .connect(host: route.host, port: route.port)
-                .get()
-            track(channel)
-        } catch {
-            promise.fail(error)
+        let channel = await dial(group: group, host: route.host, port: route.port, timeout: settings.handshakeTimeout.timeAmount, failing: promise) {
+            self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise, logLevel: logLevel)
         }
+        if let channel { track(channel) }
         return try await promise.futureResult.get()
     }
 

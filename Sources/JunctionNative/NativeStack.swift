@@ -2,7 +2,6 @@ import JunctionCore
 import JunctionTransport
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// The native network stack of one node: its acceptors and its dialler. A connection is
@@ -91,22 +90,10 @@ public final class NativeStack: Sendable {
     /// Opens a link to `route` that starts in `phase`; returns when it is up.
     func open(_ route: ResolvedRoute, phase: NativeLinkHandler.Phase, compression: CompressionSettings? = nil, logLevel: Logger.Level?) async throws -> NativeConnection {
         let promise = group.next().makePromise(of: NativeConnection.self)
-        do {
-            let channel = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(settings.handshakeTimeout.timeAmount)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            self.makeHandler(phase, established: promise, route: route, compression: compression, logLevel: logLevel))
-                    }
-                }
-                .connect(host: route.host, port: route.port)
-                .get()
-            track(channel)
-        } catch {
-            promise.fail(error)
+        let channel = await dial(group: group, host: route.host, port: route.port, timeout: settings.handshakeTimeout.timeAmount, failing: promise) {
+            self.makeHandler(phase, established: promise, route: route, compression: compression, logLevel: logLevel)
         }
+        if let channel { track(channel) }
         return try await promise.futureResult.get()
     }
 
