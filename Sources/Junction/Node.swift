@@ -299,6 +299,25 @@ public final class Node: Sendable {
 
     /// Resolves (or takes the explicit address of) one network route and dials it.
     func connect(_ peer: NodeName, via route: NetworkRoute) async throws -> any PeerConnection {
+        let resolved = try await resolve(peer, via: route)
+        try checkDialable(peer, host: resolved.host, port: resolved.port)
+        guard belowHardLimit(counted: 1) else { throw ConnectionLimitReached(limit: config.limits.hardConnections) }
+        if let erlang = erlangStack(resolved.stack) {
+            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, logLevel: route.logLevel)
+        }
+        guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
+        let compression = route.compression ?? stack.settings.compression
+        var flags = NativeFlags()
+        if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
+        if route.flags.compression ?? compression.enabled { flags.insert(.compression) }
+        return try await stack.connect(
+            to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, compression: compression, maxMessageSize: route.flags.maxMessageSize,
+            logLevel: route.logLevel)
+    }
+
+    /// Where `peer` is by one route: what its resolver answers, with the route's explicit
+    /// fields taking precedence, or the route's explicit address.
+    func resolve(_ peer: NodeName, via route: NetworkRoute) async throws -> ResolvedRoute {
         let resolved: ResolvedRoute
         if let resolverName = route.resolver {
             if let erlang = erlangStack(resolverName) {
@@ -314,19 +333,35 @@ public final class Node: Sendable {
         } else {
             throw RouteUnusable("the route names neither a resolver nor a host and port")
         }
-        try checkDialable(peer, host: resolved.host, port: resolved.port)
-        guard belowHardLimit(counted: 1) else { throw ConnectionLimitReached(limit: config.limits.hardConnections) }
-        if let erlang = erlangStack(resolved.stack) {
-            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, logLevel: route.logLevel)
+        return resolved
+    }
+
+    /// `junction routes NODE --resolve`: for each route that would be tried for `peer`, in
+    /// order, which resolver was asked and what it answered (or why it failed).
+    public func resolveCandidates(for peer: NodeName) async -> [String] {
+        var candidates = routes.route(for: peer.description).map { ("'\($0.match)'", $0.route) }
+        if candidates.isEmpty || config.node.fallbackToDefaultResolver {
+            candidates.append(("default resolver", NetworkRoute(resolver: config.defaultStack.name)))
         }
-        guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
-        let compression = route.compression ?? stack.settings.compression
-        var flags = NativeFlags()
-        if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
-        if route.flags.compression ?? compression.enabled { flags.insert(.compression) }
-        return try await stack.connect(
-            to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, compression: compression, maxMessageSize: route.flags.maxMessageSize,
-            logLevel: route.logLevel)
+        var lines: [String] = []
+        for (index, (label, route)) in candidates.enumerated() {
+            let source = route.resolver.map { resolverDescription($0, for: peer) } ?? "explicit route"
+            do {
+                let answer = try await resolve(peer, via: route)
+                lines.append(
+                    "\(index + 1). \(label): \(source) answered \(answer.host):\(answer.port), stack \(answer.stack), handshake v\(answer.handshakeVersion), protocol v\(answer.protocolVersion)\(answer.tls ? ", tls" : "")"
+                )
+            } catch {
+                lines.append("\(index + 1). \(label): \(source) failed: \(error)")
+            }
+        }
+        return lines
+    }
+
+    func resolverDescription(_ stack: String, for peer: NodeName) -> String {
+        if let erlang = erlangStack(stack) { return "epmd at \(peer.host):\(erlang.erlang.epmdPort) (stack \(stack))" }
+        guard let settings = config.stacks.first(where: { $0.name == stack }) else { return "resolver \(stack)" }
+        return "registrar at \(settings.registrar.host):\(settings.registrar.port) (stack \(stack))"
     }
 
     func install(_ connection: any PeerConnection) {

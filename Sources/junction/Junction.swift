@@ -141,19 +141,34 @@ struct Send: AsyncParsableCommand {
 }
 
 struct Routes: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the routes tried for a node, in order, with their overrides.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the routes tried for a node, in order, with their overrides; with --resolve, what each resolver answers.")
 
     @OptionGroup var options: ConfigOptions
 
     @Argument(help: "The node name (name@host).")
     var node: String
 
-    func run() throws {
+    @Flag(help: "Also ask each route's resolver (registrar or epmd) where the node is, and print the answers.")
+    var resolve = false
+
+    func run() async throws {
         let config = try options.load()
         let target = try parseNodeName(node)
         let table: RouteTable
         do { table = try config.routeTable(environment: ProcessInfo.processInfo.environment) } catch { throw ValidationError("\(error)") }
         print("routes for \(target):")
         for line in Node.explainRoutes(for: target, table: table, config: config) { print("  \(line)") }
+        guard resolve else { return }
+        var logger = options.logger("junction-routes")
+        if options.logLevel == .info { logger.logLevel = .warning }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let node = try await Node.start(
+            config: config, name: try NodeName("routes-\(UInt32.random(in: 0...UInt32.max))@\(target.host)"), hidden: true,
+            environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
+        print("resolved:")
+        for line in await node.resolveCandidates(for: target) { print("  \(line)") }
+        await node.shutdown()
+        try await group.shutdownGracefully()
     }
 }

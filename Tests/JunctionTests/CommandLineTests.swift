@@ -47,6 +47,20 @@ struct CommandLineTests {
         #expect(await send.exitStatus() == 0)
         #expect(send.standardOutput == "{echo,hello}\n")
 
+        let routes = try NodeProcess(
+            binary: Self.binary, arguments: ["routes", "--config", config.path, "cli-b@localhost", "--resolve"], environment: environment)
+        #expect(await routes.exitStatus() == 0)
+        #expect(routes.standardOutput.contains("1. no static route matches: default resolver (stack native)"), "\(routes.standardOutput)")
+        #expect(
+            routes.standardOutput.contains("1. default resolver: registrar at 127.0.0.1:\(registrarPort) (stack native) answered localhost:"),
+            "\(routes.standardOutput)\(routes.output)")
+        let erlangRoute = try NodeProcess(
+            binary: Self.binary, arguments: ["routes", "--config", config.path, "erl_x@localhost", "--resolve"], environment: environment)
+        #expect(await erlangRoute.exitStatus() == 0)
+        #expect(
+            erlangRoute.standardOutput.contains("1. '^erl[^@]*@': epmd at localhost:\(epmd.address!.port!) (stack erlang) failed: epmd at localhost"),
+            "\(erlangRoute.standardOutput)")
+
         let missing = try NodeProcess(
             binary: Self.binary, arguments: ["send", "--config", config.path, "nobody@localhost", "echo", "hello"], environment: environment)
         #expect(await missing.exitStatus() != 0)
