@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
@@ -45,6 +46,8 @@ let package = Package(
                 "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: hotPathSettings
@@ -53,6 +56,7 @@ let package = Package(
             name: "JunctionNative",
             dependencies: [
                 "JunctionTransport",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: hotPathSettings
@@ -97,7 +101,9 @@ let package = Package(
             name: "JunctionErlangTests",
             dependencies: ["JunctionErlang", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
-        .testTarget(name: "JunctionTests", dependencies: ["Junction"]),
+        .testTarget(
+            name: "JunctionTests", dependencies: ["Junction", .product(name: "NIOSSL", package: "swift-nio-ssl")], exclude: ["Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

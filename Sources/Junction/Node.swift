@@ -91,7 +91,7 @@ public final class Node: Sendable {
             }
             let identity = HandshakeIdentity(
                 name: name, cookie: cookie, flags: settings.compression.enabled ? [.compression] : [], maxMessageSize: settings.maxMessageSize)
-            let stack = NativeStack(settings: settings, local: identity, group: group, delegate: self, logger: logger)
+            let stack = try NativeStack(settings: settings, local: identity, group: group, delegate: self, logger: logger)
             let registrar = EmbeddedRegistrar(stack: settings.name, settings: settings.registrar, group: group, logger: logger)
             runtime.withLock {
                 $0.stacks[settings.name] = stack
@@ -101,7 +101,8 @@ public final class Node: Sendable {
             let addresses = try await stack.startAcceptors()
             runtime.withLock { $0.listening[settings.name] = addresses }
             guard let port = addresses.first?.port else { continue }
-            try await registrar.register(alive: name.alive, port: port, handshakeVersion: Int(NativeHandshake.supportedVersions.upperBound), protocolVersion: 1)
+            try await registrar.register(
+                alive: name.alive, port: port, tls: settings.tls != nil, handshakeVersion: Int(NativeHandshake.supportedVersions.upperBound), protocolVersion: 1)
             let listeningOn = addresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
             logger.info(
                 "stack \(settings.name) (\(settings.kind.rawValue)) listens on \(listeningOn); registered as '\(name.alive)' with the registrar at \(settings.registrar.host):\(settings.registrar.port)\(registrar.isServer ? " (run by this node)" : "")")
@@ -312,7 +313,7 @@ public final class Node: Sendable {
         if route.flags.compression ?? compression.enabled { flags.insert(.compression) }
         return try await stack.connect(
             to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, compression: compression, maxMessageSize: route.flags.maxMessageSize,
-            logLevel: route.logLevel)
+            logLevel: route.logLevel, certificate: route.certificate)
     }
 
     /// Where `peer` is by one route: what its resolver answers, with the route's explicit

@@ -162,7 +162,7 @@ public final class ErlangStack: Sendable {
     public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret?, logLevel: Logger.Level? = nil) async throws -> ErlangConnection {
         let promise = group.next().makePromise(of: ErlangConnection.self)
         let channel = await dial(group: group, host: route.host, port: route.port, timeout: settings.handshakeTimeout.timeAmount, failing: promise) {
-            self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise, logLevel: logLevel)
+            try $0.addHandler(self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise, logLevel: logLevel))
         }
         if let channel { track(channel) }
         return try await promise.futureResult.get()

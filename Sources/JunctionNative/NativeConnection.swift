@@ -31,6 +31,8 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     let slots: [LinkSlot]
     /// Where the dialler reconnects lost links (nil on the accepting side).
     let route: ResolvedRoute?
+    /// The certificate the dialler's links present instead of the stack's (a route's).
+    let presenting: CertificateFiles?
     let lifecycle = Mutex(Lifecycle())
     /// Space for kind, flags, stream key, addressing: the frame limit is the message limit plus this.
     static let frameOverhead = 512
@@ -48,8 +50,9 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
 
     init(
         peer: NodeName, stack: String, direction: Direction, negotiated: HandshakeResult, compression: CompressionSettings?, channel: any Channel,
-        route: ResolvedRoute?, writeCoalescing: TimeAmount
+        route: ResolvedRoute?, presenting: CertificateFiles? = nil, writeCoalescing: TimeAmount
     ) {
+        self.presenting = presenting
         self.peer = peer
         self.stack = stack
         self.direction = direction

@@ -166,6 +166,8 @@ public struct NativeHandshake: Sendable {
         var diallerMax: Int
         var acceptorMax: Int
         var cookie: Secret
+        /// The TLS channel binding (see `channelBinding`); empty without TLS.
+        var binding: [UInt8]
 
         func proof(_ label: String) -> [UInt8] {
             var message: [UInt8] = Array(label.utf8)
@@ -179,6 +181,7 @@ public struct NativeHandshake: Sendable {
                 withUnsafeBytes(of: UInt16(name.utf8.count).bigEndian) { message += $0 }
                 message += name.utf8
             }
+            message += binding
             let key = SymmetricKey(data: Array(cookie.value.utf8))
             return Array(HMAC<SHA256>.authenticationCode(for: message, using: key))
         }
@@ -194,6 +197,11 @@ public struct NativeHandshake: Sendable {
     }
 
     public let role: Role
+    /// Over TLS: the SHA-256 fingerprints of the dialler's and then the acceptor's
+    /// certificate, as this side saw them. Both proofs cover it, so a proxy that ends TLS
+    /// in between (each side then sees another certificate) fails the handshake. Set it
+    /// before the peer's first frame is handed in.
+    public var channelBinding: [UInt8] = []
     let local: HandshakeIdentity
     let stepTimeout: TimeAmount
     let makeNonce: @Sendable () -> [UInt8]
@@ -267,7 +275,7 @@ public struct NativeHandshake: Sendable {
             let transcript = Transcript(
                 version: version, diallerFlags: hello.flags, acceptorFlags: local.flags.rawValue, diallerNonce: hello.nonce,
                 acceptorNonce: nonce, diallerName: hello.name, acceptorName: local.name, diallerMax: hello.maxMessageSize,
-                acceptorMax: local.maxMessageSize, cookie: cookie)
+                acceptorMax: local.maxMessageSize, cookie: cookie, binding: channelBinding)
             state = .awaitingReply(transcript)
             deadline = now + stepTimeout
             return .send(frame(NativeFrameKind.challenge) { buffer in
@@ -296,6 +304,11 @@ public struct NativeHandshake: Sendable {
     /// Tells the state machine the bytes could not be framed at all.
     public mutating func malformedInput(_ description: String) -> Action? {
         fail(.malformed, description)
+    }
+
+    /// Over TLS a failed proof may also mean the two sides saw different certificates.
+    static func bindingHint(_ transcript: Transcript) -> String {
+        transcript.binding.isEmpty ? "" : "; or the two sides saw different TLS certificates (a proxy that ends TLS in between)"
     }
 
     // MARK: - steps
@@ -336,7 +349,8 @@ public struct NativeHandshake: Sendable {
         }
         let transcript = Transcript(
             version: version, diallerFlags: local.flags.rawValue, acceptorFlags: flags, diallerNonce: nonce, acceptorNonce: acceptorNonce,
-            diallerName: local.name, acceptorName: dialled, diallerMax: local.maxMessageSize, acceptorMax: Int(max), cookie: local.cookie)
+            diallerName: local.name, acceptorName: dialled, diallerMax: local.maxMessageSize, acceptorMax: Int(max), cookie: local.cookie,
+            binding: channelBinding)
         state = .awaitingAccept(transcript)
         deadline = now + stepTimeout
         return .send(frame(NativeFrameKind.reply) { $0.writeBytes(transcript.proof("junction-dialler")) })
@@ -345,7 +359,7 @@ public struct NativeHandshake: Sendable {
     mutating func onReply(_ payload: inout ByteBuffer, _ transcript: Transcript) -> Action? {
         guard let proof = payload.readBytes(length: 32) else { return fail(.malformed, "the dialler's proof is malformed") }
         guard Self.constantTimeEqual(proof, transcript.proof("junction-dialler")) else {
-            return fail(.badCookie, "\(transcript.diallerName) does not know this node's cookie (wrong cookie): set the same cookie on both nodes or a route cookie for \(transcript.diallerName)")
+            return fail(.badCookie, "\(transcript.diallerName) does not know this node's cookie (wrong cookie): set the same cookie on both nodes or a route cookie for \(transcript.diallerName)\(Self.bindingHint(transcript))")
         }
         state = .done
         deadline = nil
@@ -363,7 +377,7 @@ public struct NativeHandshake: Sendable {
             (1...16).contains(poolSize)
         else { return fail(.malformed, "the acceptor's answer is malformed") }
         guard Self.constantTimeEqual(proof, transcript.proof("junction-acceptor")) else {
-            return fail(.badCookie, "\(transcript.acceptorName) could not prove it knows the cookie (wrong cookie): set the same cookie on both nodes or a route cookie")
+            return fail(.badCookie, "\(transcript.acceptorName) could not prove it knows the cookie (wrong cookie): set the same cookie on both nodes or a route cookie\(Self.bindingHint(transcript))")
         }
         state = .done
         deadline = nil

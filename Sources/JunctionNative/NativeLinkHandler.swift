@@ -2,6 +2,7 @@ import JunctionCore
 import JunctionTransport
 import Logging
 import NIOCore
+import NIOSSL
 
 /// What the node decides and learns about native connections. Every method is called
 /// on a link's event loop and must not block.
@@ -60,13 +61,17 @@ final class NativeLinkHandler: ChannelInboundHandler {
     let direction: NativeConnection.Direction
     /// Where a dialled connection can reconnect its links.
     let route: ResolvedRoute?
+    /// The certificate a dialled connection presents instead of the stack's (a route's).
+    let presenting: CertificateFiles?
+    /// Over TLS: the fingerprint of the certificate this side presents.
+    let tlsFingerprint: [UInt8]?
     /// Why the connection is being torn down, reported when its last link closes.
     var failure: (any Error)?
     var logger: Logger
 
     init(
         stack: NativeStack, phase: Phase, compression: CompressionSettings, established: EventLoopPromise<NativeConnection>?, route: ResolvedRoute?,
-        logger: Logger
+        presenting: CertificateFiles?, tlsFingerprint: [UInt8]?, logger: Logger
     ) {
         self.stack = stack
         self.phase = phase
@@ -74,6 +79,8 @@ final class NativeLinkHandler: ChannelInboundHandler {
         self.established = established
         self.direction = established == nil ? .incoming : .outgoing
         self.route = route
+        self.presenting = presenting
+        self.tlsFingerprint = tlsFingerprint
         self.logger = logger
     }
 
@@ -106,6 +113,9 @@ final class NativeLinkHandler: ChannelInboundHandler {
                     if case .acceptor = handshake.role, frame.kind == NativeFrameKind.join {
                         acceptJoin(frame, context: context)
                         return
+                    }
+                    if let local = tlsFingerprint, handshake.channelBinding.isEmpty {
+                        handshake.channelBinding = try channelBinding(local: local, context: context)
                     }
                     let action = handshake.receive(frame, now: .now())
                     phase = .handshake(handshake)
@@ -218,7 +228,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 stack.linkLost(connection, slot: slot, why: failure.map { "\($0)" })
             }
         case .handshake, .joining:
-            complete(.failure(NativeProtocolError("the peer closed the link during the handshake")))
+            complete(.failure(failure.map(Self.explainTLS) ?? NativeProtocolError("the peer closed the link during the handshake")))
         case .closed:
             break
         }
@@ -227,8 +237,26 @@ final class NativeLinkHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("link error", metadata: ["junction.error": "\(error)"])
+        if error is NIOSSLError || error is BoringSSLError {
+            failure = failure ?? error
+            logger.warning("TLS failed: \(Self.explainTLS(error))")
+        } else {
+            logger.debug("link error", metadata: ["junction.error": "\(error)"])
+        }
         context.close(promise: nil)
+    }
+
+    /// A TLS failure in words an operator can act on.
+    static func explainTLS(_ error: any Error) -> any Error {
+        guard error is NIOSSLError || error is BoringSSLError else { return error }
+        let text = "\(error)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
+            return NativeProtocolError("TLS handshake failed: the peer's certificate is not trusted (it does not chain to this stack's tls.trust) [\(text)]")
+        }
+        if text.contains("CERTIFICATE") || text.contains("ALERT") {
+            return NativeProtocolError("TLS handshake failed: the peer refused this node's certificate (it does not chain to the peer's tls.trust, or none was sent) [\(text)]")
+        }
+        return NativeProtocolError("TLS failed: \(text)")
     }
 
     // MARK: - handshake
@@ -251,7 +279,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             if let send { context.writeAndFlush(wrapOutboundOut(send), promise: nil) }
             let connection = NativeConnection(
                 peer: result.peer, stack: stack.name, direction: direction, negotiated: result, compression: compression, channel: context.channel,
-                route: route, writeCoalescing: stack.settings.writeCoalescing.timeAmount)
+                route: route, presenting: presenting, writeCoalescing: stack.settings.writeCoalescing.timeAmount)
             enterData(connection: connection, slot: connection.slots[0], context: context)
             logger[metadataKey: "junction.peer"] = "\(result.peer)"
             logger.debug("handshake complete", metadata: ["junction.direction": "\(direction.rawValue)", "junction.pool": "\(result.poolSize)"])
@@ -274,6 +302,15 @@ final class NativeLinkHandler: ChannelInboundHandler {
         } else if case .data = phase {
             timer?.cancel()
         }
+    }
+
+    /// The dialler's certificate fingerprint, then the acceptor's, as TLS showed them.
+    func channelBinding(local: [UInt8], context: ChannelHandlerContext) throws -> [UInt8] {
+        guard let certificate = try context.pipeline.syncOperations.handler(type: NIOSSLHandler.self).peerCertificate else {
+            throw NativeProtocolError("the peer presented no TLS certificate")
+        }
+        let peer = try CertificateManager.fingerprint(certificate)
+        return direction == .outgoing ? local + peer : peer + local
     }
 
     func enterData(connection: NativeConnection, slot: LinkSlot, context: ChannelHandlerContext) {

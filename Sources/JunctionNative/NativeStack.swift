@@ -2,6 +2,7 @@ import JunctionCore
 import JunctionTransport
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// The native network stack of one node: its acceptors and its dialler. A connection is
@@ -19,12 +20,16 @@ public final class NativeStack: Sendable {
     weak let delegate: (any NativeStackDelegate)?
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     let acceptors = Mutex<[Acceptor]>([])
+    /// Contexts for `settings.tls`; nil: plain TCP.
+    let tls: CertificateManager?
     /// Accepted connections that extra links may join, by connection id.
     let joinableConnections = Mutex<[UInt64: NativeConnection]>([:])
     /// Rejoin attempts before a dialled connection counts as lost.
     static let rejoinAttempts = 8
 
-    public init(settings: StackSettings, local: HandshakeIdentity, group: any EventLoopGroup, delegate: any NativeStackDelegate, logger: Logger) {
+    /// Throws when `settings.tls` names files that do not load.
+    public init(settings: StackSettings, local: HandshakeIdentity, group: any EventLoopGroup, delegate: any NativeStackDelegate, logger: Logger) throws {
+        self.tls = try settings.tls.map { try CertificateManager(settings: $0, logger: logger) }
         self.name = settings.name
         self.settings = settings
         self.local = local
@@ -49,7 +54,10 @@ public final class NativeStack: Sendable {
                 self.delegate?.accepts($0, stack: self) ?? false
             } setUp: { channel in
                 let handshake = NativeHandshake(role: .acceptor, local: identity, stepTimeout: self.settings.handshakeTimeout.timeAmount)
-                try channel.pipeline.syncOperations.addHandler(self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil))
+                let side = self.tls?.serverSide()
+                if let side { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: side.context)) }
+                try channel.pipeline.syncOperations.addHandler(
+                    self.makeHandler(.handshake(handshake), established: nil, route: nil, logLevel: nil, tlsFingerprint: side?.fingerprint))
                 self.track(channel)
             }
             acceptors.withLock { $0.append(acceptor) }
@@ -64,14 +72,17 @@ public final class NativeStack: Sendable {
     /// `logLevel` sets these links' log level.
     public func connect(
         to peer: NodeName, route: ResolvedRoute, cookie: Secret, flags: NativeFlags, compression: CompressionSettings? = nil, maxMessageSize: Int? = nil,
-        logLevel: Logger.Level? = nil
+        logLevel: Logger.Level? = nil, certificate: CertificateFiles? = nil
     ) async throws -> NativeConnection {
+        guard tls != nil || !route.tls else {
+            throw NativeProtocolError("\(peer) listens with TLS (\(route)) but stack \(name) has no tls settings; add stacks[].tls")
+        }
         var identity = local
         identity.cookie = cookie
         identity.flags = flags
         if let maxMessageSize { identity.maxMessageSize = maxMessageSize }
         let handshake = NativeHandshake(role: .dialler(dialled: peer), local: identity, stepTimeout: settings.handshakeTimeout.timeAmount)
-        let connection = try await open(route, phase: .handshake(handshake), compression: compression, logLevel: logLevel)
+        let connection = try await open(route, phase: .handshake(handshake), compression: compression, logLevel: logLevel, presenting: certificate)
         await withTaskGroup(of: Void.self) { group in
             for slot in connection.slots.dropFirst() {
                 group.addTask {
@@ -88,10 +99,18 @@ public final class NativeStack: Sendable {
     }
 
     /// Opens a link to `route` that starts in `phase`; returns when it is up.
-    func open(_ route: ResolvedRoute, phase: NativeLinkHandler.Phase, compression: CompressionSettings? = nil, logLevel: Logger.Level?) async throws -> NativeConnection {
+    /// Over TLS it presents `presenting` (a route's certificate) or the stack's.
+    func open(
+        _ route: ResolvedRoute, phase: NativeLinkHandler.Phase, compression: CompressionSettings? = nil, logLevel: Logger.Level?, presenting: CertificateFiles?
+    ) async throws -> NativeConnection {
         let promise = group.next().makePromise(of: NativeConnection.self)
+        let side = try tls?.clientSide(presenting: presenting)
         let channel = await dial(group: group, host: route.host, port: route.port, timeout: settings.handshakeTimeout.timeAmount, failing: promise) {
-            self.makeHandler(phase, established: promise, route: route, compression: compression, logLevel: logLevel)
+            if let side { try $0.addHandler(try NIOSSLClientHandler(context: side.context, serverHostname: nil)) }
+            try $0.addHandler(
+                self.makeHandler(
+                    phase, established: promise, route: route, compression: compression, logLevel: logLevel, presenting: presenting,
+                    tlsFingerprint: side?.fingerprint))
         }
         if let channel { track(channel) }
         return try await promise.futureResult.get()
@@ -103,17 +122,18 @@ public final class NativeStack: Sendable {
         let request = LinkJoin.makeRequest(
             connectionID: connection.negotiated.connectionID, slot: slot.index, counter: slot.nextJoinCounter(), received: slot.received,
             sessionKey: connection.negotiated.sessionKey)
-        return try await open(route, phase: .joining(connection, slot, request), logLevel: logLevel)
+        return try await open(route, phase: .joining(connection, slot, request), logLevel: logLevel, presenting: connection.presenting)
     }
 
     func makeHandler(
         _ phase: NativeLinkHandler.Phase, established: EventLoopPromise<NativeConnection>?, route: ResolvedRoute?, compression: CompressionSettings? = nil,
-        logLevel: Logger.Level?
+        logLevel: Logger.Level?, presenting: CertificateFiles? = nil, tlsFingerprint: [UInt8]?
     ) -> NativeLinkHandler {
         var logger = self.logger
         if let logLevel { logger.logLevel = logLevel }
         return NativeLinkHandler(
-            stack: self, phase: phase, compression: compression ?? settings.compression, established: established, route: route, logger: logger)
+            stack: self, phase: phase, compression: compression ?? settings.compression, established: established, route: route, presenting: presenting,
+            tlsFingerprint: tlsFingerprint, logger: logger)
     }
 
     // MARK: - connection lifecycle

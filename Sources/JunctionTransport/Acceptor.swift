@@ -136,20 +136,20 @@ public final class Acceptor: Sendable {
     }
 }
 
-/// Connects to `host:port` (TCP_NODELAY, a connect deadline of `timeout`) with the handler
-/// `makeHandler` builds on the channel's event loop, and returns the channel; a failed
-/// connect fails `promise` (which the handler completes once its handshake is done) and
-/// returns nil.
+/// Connects to `host:port` (TCP_NODELAY, a connect deadline of `timeout`), sets the
+/// channel's pipeline up with `initialize` on its event loop, and returns the channel; a
+/// failed connect fails `promise` (which the pipeline completes once its handshake is
+/// done) and returns nil.
 public func dial<Value>(
     group: any EventLoopGroup, host: String, port: Int, timeout: TimeAmount, failing promise: EventLoopPromise<Value>,
-    makeHandler: @escaping @Sendable () -> any ChannelHandler
+    initialize: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void
 ) async -> (any Channel)? {
     do {
         return try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
+                channel.eventLoop.makeCompletedFuture { try initialize(channel.pipeline.syncOperations) }
             }
             .connect(host: host, port: port)
             .get()

@@ -113,6 +113,28 @@ struct NativeHandshakeTests {
         #expect(diallerError.description.contains("wrong cookie"))
     }
 
+    @Test("over TLS the proofs cover both certificates' fingerprints: the same binding completes, different ones (a proxy ending TLS) fail and say why")
+    func channelBinding() throws {
+        let seen = [UInt8](repeating: 1, count: 32) + [UInt8](repeating: 2, count: 32)
+        var same = HandshakeHarness(dialler: identity("a@localhost"), dialled: "b@localhost", acceptor: identity("b@localhost"))
+        same.dialler.channelBinding = seen
+        same.acceptor.channelBinding = seen
+        same.run()
+        let withBinding = try #require(same.diallerOutcome?.result)
+
+        var plain = HandshakeHarness(dialler: identity("a@localhost"), dialled: "b@localhost", acceptor: identity("b@localhost"))
+        plain.run()
+        #expect(try #require(plain.diallerOutcome?.result).sessionKey != withBinding.sessionKey, "the binding is part of what the keys derive from")
+
+        var proxied = HandshakeHarness(dialler: identity("a@localhost"), dialled: "b@localhost", acceptor: identity("b@localhost"))
+        proxied.dialler.channelBinding = seen
+        proxied.acceptor.channelBinding = [UInt8](repeating: 9, count: 32) + [UInt8](repeating: 2, count: 32)
+        proxied.run()
+        let error = try #require(proxied.acceptorOutcome?.error)
+        #expect(error.reason == .badCookie)
+        #expect(error.description.contains("saw different TLS certificates"))
+    }
+
     @Test("dialling a name the acceptor does not carry is refused")
     func wrongDialledName() throws {
         var harness = HandshakeHarness(dialler: identity("a@localhost"), dialled: "c@localhost", acceptor: identity("b@localhost"))

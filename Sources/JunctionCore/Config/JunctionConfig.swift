@@ -159,15 +159,18 @@ public struct StackSettings: Sendable, Decodable {
     /// (the dialler rejoins it); an idle link sends a heartbeat every quarter of it. An
     /// `erlang` stack uses `erlang.netTickTime` instead.
     public var silenceTimeout: ConfigDuration
+    /// (native) TLS for every link of this stack; nil: plain TCP.
+    public var tls: TLSSettings?
     /// Settings of an `erlang` stack.
     public var erlang: ErlangSettings
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing, silenceTimeout, erlang }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, acceptors, registrar, handshakeTimeout, maxMessageSize, compression, writeCoalescing, silenceTimeout, tls, erlang }
 
     public init(
         name: String, kind: Kind = .native, acceptors: [AcceptorSettings] = [.init()], registrar: RegistrarSettings = .init(),
         handshakeTimeout: ConfigDuration = .seconds(5), maxMessageSize: Int = 64 << 20, compression: CompressionSettings = .init(),
-        writeCoalescing: ConfigDuration = .microseconds(50), silenceTimeout: ConfigDuration = .seconds(60), erlang: ErlangSettings = .init()
+        writeCoalescing: ConfigDuration = .microseconds(50), silenceTimeout: ConfigDuration = .seconds(60), tls: TLSSettings? = nil,
+        erlang: ErlangSettings = .init()
     ) {
         self.name = name
         self.kind = kind
@@ -178,6 +181,7 @@ public struct StackSettings: Sendable, Decodable {
         self.compression = compression
         self.writeCoalescing = writeCoalescing
         self.silenceTimeout = silenceTimeout
+        self.tls = tls
         self.erlang = erlang
     }
 
@@ -196,7 +200,11 @@ public struct StackSettings: Sendable, Decodable {
         compression = try container.value(.compression, default: CompressionSettings())
         writeCoalescing = try container.value(.writeCoalescing, default: .microseconds(50))
         silenceTimeout = try container.value(.silenceTimeout, default: .seconds(60))
+        tls = try container.decodeIfPresent(TLSSettings.self, forKey: .tls)
         erlang = try container.value(.erlang, default: ErlangSettings())
+        if kind == .erlang, tls != nil {
+            throw invalid(decoder.codingPath + [CodingKeys.tls], "TLS applies to native stacks; Erlang nodes use TLS distribution (-proto_dist inet_tls), which this stack does not speak")
+        }
         if kind != .erlang, container.contains(.erlang) {
             throw invalid(decoder.codingPath + [CodingKeys.erlang], "only a stack of kind 'erlang' takes Erlang settings")
         }
@@ -320,7 +328,7 @@ public struct RouteSettings: Sendable, Decodable {
     public var flags: FlagOverrides
     public var atomMapping: [String: String]
     public var logLevel: Logger.Level?
-    public var certificate: String?
+    public var certificate: CertificateFiles?
     public var compression: CompressionSettings?
 
     enum CodingKeys: String, CodingKey, CaseIterable { case match, weight, resolver, route, cookie, flags, atomMapping, logLevel, certificate, compression }
@@ -350,7 +358,7 @@ public struct RouteSettings: Sendable, Decodable {
             }
             logLevel = parsed
         }
-        certificate = try container.decodeIfPresent(String.self, forKey: .certificate)
+        certificate = try container.decodeIfPresent(CertificateFiles.self, forKey: .certificate)
         compression = try container.decodeIfPresent(CompressionSettings.self, forKey: .compression)
         guard resolver != nil || (route?.host != nil && route?.port != nil) else {
             throw invalid(decoder.codingPath, "a route needs 'resolver' (a stack name) or 'route' with 'host' and 'port'")

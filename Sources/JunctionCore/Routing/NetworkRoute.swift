@@ -18,13 +18,13 @@ public struct NetworkRoute: Sendable, Hashable {
     /// Log level of these connections' logger.
     public var logLevel: Logger.Level?
     /// Certificate (PEM path) presented when dialling with TLS.
-    public var certificate: String?
+    public var certificate: CertificateFiles?
     /// Compression for these connections instead of the stack's.
     public var compression: CompressionSettings?
 
     public init(
         resolver: String? = nil, explicit: ExplicitRoute? = nil, cookie: Secret? = nil, flags: FlagOverrides = .init(),
-        atomMapping: [String: String] = [:], logLevel: Logger.Level? = nil, certificate: String? = nil, compression: CompressionSettings? = nil
+        atomMapping: [String: String] = [:], logLevel: Logger.Level? = nil, certificate: CertificateFiles? = nil, compression: CompressionSettings? = nil
     ) {
         self.resolver = resolver
         self.explicit = explicit
