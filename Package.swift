@@ -65,6 +65,7 @@ let package = Package(
             name: "JunctionErlang",
             dependencies: [
                 "JunctionTransport",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: hotPathSettings

@@ -110,7 +110,7 @@ public final class Node: Sendable {
     }
 
     func startErlangStack(_ settings: StackSettings) async throws {
-        let stack = ErlangStack(settings: settings, name: name, cookie: cookie, creation: creation, group: group, delegate: self, logger: logger)
+        let stack = try ErlangStack(settings: settings, name: name, cookie: cookie, creation: creation, group: group, delegate: self, logger: logger)
         let first = runtime.withLock { runtime in
             defer { runtime.erlangStacks[settings.name] = stack }
             return runtime.erlangStacks.isEmpty
@@ -304,7 +304,7 @@ public final class Node: Sendable {
         try checkDialable(peer, host: resolved.host, port: resolved.port)
         guard belowHardLimit(counted: 1) else { throw ConnectionLimitReached(limit: config.limits.hardConnections) }
         if let erlang = erlangStack(resolved.stack) {
-            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, logLevel: route.logLevel)
+            return try await erlang.connect(to: peer, route: resolved, cookie: route.cookie ?? cookie, logLevel: route.logLevel, certificate: route.certificate)
         }
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
         let compression = route.compression ?? stack.settings.compression

@@ -94,11 +94,18 @@ public struct ErlangHandshake: Sendable {
     var random: @Sendable () -> UInt32
     public private(set) var deadline: NIODeadline?
 
+    /// Bytes of each handshake message's length: 2 over TCP, 4 inside OTP's TLS
+    /// distribution (`inet_tls_dist`).
+    let lengthSize: Int
+
     /// `cookie` is the initiator's cookie for this peer (the route's, or the node's); the
-    /// acceptor learns its cookie from the admission. `random` draws challenges.
+    /// acceptor learns its cookie from the admission. `random` draws challenges. `tls`
+    /// selects the framing of OTP's TLS distribution.
     public init(
-        role: Role, local: ErlangIdentity, cookie: Secret? = nil, stepTimeout: TimeAmount, random: @escaping @Sendable () -> UInt32 = { UInt32.random(in: 0...UInt32.max) }
+        role: Role, local: ErlangIdentity, cookie: Secret? = nil, stepTimeout: TimeAmount, tls: Bool = false,
+        random: @escaping @Sendable () -> UInt32 = { UInt32.random(in: 0...UInt32.max) }
     ) {
+        self.lengthSize = tls ? 4 : 2
         self.role = role
         self.local = local
         self.cookie = cookie ?? local.cookie
@@ -119,7 +126,7 @@ public struct ErlangHandshake: Sendable {
             message.writeInteger(UInt8(ascii: "N"))
             message.writeMultipleIntegers(local.flags.rawValue, local.creation, UInt16(local.name.description.utf8.count))
             message.writeString(local.name.description)
-            return .send(lengthPrefixed(message))
+            return .send(framed(message))
         }
     }
 
@@ -137,15 +144,28 @@ public struct ErlangHandshake: Sendable {
     public mutating func receive(_ bytes: inout ByteBuffer, now: NIODeadline) -> [Action] {
         input.writeBuffer(&bytes)
         var actions: [Action] = []
-        while !isDone, let length = input.getInteger(at: input.readerIndex, as: UInt16.self) {
+        while !isDone, let length = messageLength() {
             if case .awaitingAdmission = state { break }
-            guard input.readableBytes >= 2 + Int(length) else { break }
-            input.moveReaderIndex(forwardBy: 2)
-            var message = input.readSlice(length: Int(length))!
+            guard input.readableBytes >= lengthSize + length else { break }
+            input.moveReaderIndex(forwardBy: lengthSize)
+            var message = input.readSlice(length: length)!
             deadline = now + stepTimeout
             if let action = handle(&message) { actions.append(action) }
         }
         return actions
+    }
+
+    /// The length of the next message, once its length field is in.
+    func messageLength() -> Int? {
+        lengthSize == 4 ? input.getInteger(at: input.readerIndex, as: UInt32.self).map(Int.init) : input.getInteger(at: input.readerIndex, as: UInt16.self).map(Int.init)
+    }
+
+    /// A handshake message with its length in front.
+    func framed(_ body: ByteBuffer) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        if lengthSize == 4 { buffer.writeInteger(UInt32(body.readableBytes)) } else { buffer.writeInteger(UInt16(body.readableBytes)) }
+        buffer.writeImmutableBuffer(body)
+        return buffer
     }
 
     /// Bytes received after the handshake completed (the first distribution packets).
@@ -164,10 +184,10 @@ public struct ErlangHandshake: Sendable {
             (status, cookie) = ("ok_simultaneous", accepted)
         case .simultaneous:
             state = .done
-            return [.failed(ErlangHandshakeError(reason: .simultaneous, detail: "\(local.name) is connecting to \(peer) too and wins (greater name)"), farewell: Self.status("nok"))]
+            return [.failed(ErlangHandshakeError(reason: .simultaneous, detail: "\(local.name) is connecting to \(peer) too and wins (greater name)"), farewell: statusMessage("nok"))]
         case .notAllowed(let why):
             state = .done
-            return [.failed(ErlangHandshakeError(reason: .notAllowed, detail: why), farewell: Self.status("not_allowed"))]
+            return [.failed(ErlangHandshakeError(reason: .notAllowed, detail: why), farewell: statusMessage("not_allowed"))]
         }
         let challenge = random()
         var message = ByteBuffer()
@@ -179,8 +199,8 @@ public struct ErlangHandshake: Sendable {
         } else {
             state = .awaitingReply(peer: peer, flags: flags, peerCreation: peerCreation, challenge: challenge, cookie: cookie)
         }
-        var out = Self.status(status)
-        out.writeImmutableBuffer(lengthPrefixed(message))
+        var out = statusMessage(status)
+        out.writeImmutableBuffer(framed(message))
         var actions: [Action] = [.send(out)]
         var pending = ByteBuffer()
         actions += receive(&pending, now: now)
@@ -215,7 +235,7 @@ public struct ErlangHandshake: Sendable {
             case "alive":
                 // This node has no live connection to the peer, or it would not dial.
                 state = .awaitingChallenge
-                return .send(Self.status("true"))
+                return .send(statusMessage("true"))
             case "nok":
                 return fail(.simultaneous, "the peer is connecting to this node too and wins (greater name)")
             case "not_allowed":
@@ -240,7 +260,7 @@ public struct ErlangHandshake: Sendable {
             reply.writeInteger(UInt8(ascii: "r"))
             reply.writeInteger(ours)
             reply.writeBytes(Self.digest(cookie: cookie, challenge: challenge))
-            return .send(lengthPrefixed(reply))
+            return .send(framed(reply))
         case (.awaitingReply(let peer, let flags, let peerCreation, let challenge, let cookie), UInt8(ascii: "r")):
             guard let theirs = message.readInteger(as: UInt32.self), let digest = message.readBytes(length: 16) else {
                 return fail(.malformed, "a truncated challenge reply")
@@ -253,7 +273,7 @@ public struct ErlangHandshake: Sendable {
             var ack = ByteBuffer()
             ack.writeInteger(UInt8(ascii: "a"))
             ack.writeBytes(Self.digest(cookie: cookie, challenge: theirs))
-            return .completed(result(peer: peer, flags: flags, creation: peerCreation), send: lengthPrefixed(ack))
+            return .completed(result(peer: peer, flags: flags, creation: peerCreation), send: framed(ack))
         case (.awaitingAck(let peer, let flags, let peerCreation, let challenge), UInt8(ascii: "a")):
             guard let digest = message.readBytes(length: 16) else { return fail(.malformed, "a truncated challenge ack") }
             guard Self.constantTimeEqual(digest, Self.digest(cookie: cookie, challenge: challenge)) else {
@@ -269,13 +289,13 @@ public struct ErlangHandshake: Sendable {
     mutating func named(_ text: String, flags: DistributionFlags, creation: UInt32, complement: Bool) -> Action? {
         guard let peer = try? NodeName(text) else {
             state = .done
-            return .failed(ErlangHandshakeError(reason: .malformed, detail: "'\(text)' is not a node name"), farewell: Self.status("not_allowed"))
+            return .failed(ErlangHandshakeError(reason: .malformed, detail: "'\(text)' is not a node name"), farewell: statusMessage("not_allowed"))
         }
         let missing = flags.missingMandatory()
         guard missing.isEmpty else {
             state = .done
             return .failed(
-                ErlangHandshakeError(reason: .notAllowed, detail: "\(peer) lacks mandatory distribution flags: \(missing)"), farewell: Self.status("not_allowed"))
+                ErlangHandshakeError(reason: .notAllowed, detail: "\(peer) lacks mandatory distribution flags: \(missing)"), farewell: statusMessage("not_allowed"))
         }
         state = .awaitingAdmission(peer: peer, flags: flags, peerCreation: creation, complement: complement)
         return .admit(peer: peer, flags: flags)
@@ -300,10 +320,10 @@ public struct ErlangHandshake: Sendable {
         return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
-    static func status(_ text: String) -> ByteBuffer {
+    func statusMessage(_ text: String) -> ByteBuffer {
         var message = ByteBuffer()
         message.writeInteger(UInt8(ascii: "s"))
         message.writeString(text)
-        return lengthPrefixed(message)
+        return framed(message)
     }
 }

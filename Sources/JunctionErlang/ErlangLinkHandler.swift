@@ -1,6 +1,7 @@
 import JunctionCore
 import Logging
 import NIOCore
+import JunctionTransport
 
 /// One TCP connection of the Erlang stack: the handshake (`Len:16` messages), then
 /// distribution packets (`Len:32`, zero length = tick), ticks both ways and the silence
@@ -179,7 +180,11 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         tickTask?.cancel()
         switch phase {
         case .handshake:
-            established?.fail(ErlangHandshakeError(reason: .malformed, detail: "the peer closed the connection during the handshake (a wrong cookie, or it refused us)"))
+            if let failure, CertificateManager.isTLSFailure(failure) {
+                established?.fail(CertificateManager.explain(failure))
+            } else {
+                established?.fail(ErlangHandshakeError(reason: .malformed, detail: "the peer closed the connection during the handshake (a wrong cookie, or it refused us)"))
+            }
         case .data(let connection, _):
             // Erlang distribution has no close message: an end this side did not ask
             // for is a lost connection.
@@ -197,6 +202,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if failure == nil { failure = error }
+        if CertificateManager.isTLSFailure(error) { logger.warning("\(CertificateManager.explain(error))") }
         context.close(promise: nil)
     }
 }

@@ -2,6 +2,7 @@ import JunctionCore
 import JunctionTransport
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// What the node decides and learns about the Erlang stack's connections.
@@ -34,6 +35,8 @@ public final class ErlangStack: Sendable {
     /// The node; weak, as a late callback may come after the node is gone.
     weak let delegate: (any ErlangStackDelegate)?
     let runtime: Mutex<Runtime>
+    /// Contexts for `settings.tls` (TLS distribution); nil: plain TCP.
+    let tls: CertificateManager?
 
     struct Runtime: Sendable {
         var creation: UInt32
@@ -47,9 +50,11 @@ public final class ErlangStack: Sendable {
     }
 
     /// `creation` serves until epmd gives one (a node that does not register keeps it).
+    /// Throws when `settings.tls` names files that do not load.
     public init(
         settings: StackSettings, name: NodeName, cookie: Secret, creation: UInt32, group: any EventLoopGroup, delegate: any ErlangStackDelegate, logger: Logger
-    ) {
+    ) throws {
+        self.tls = try settings.tls.map { try CertificateManager(settings: $0, logger: logger) }
         self.name = settings.name
         self.settings = settings
         self.nodeName = name
@@ -84,6 +89,7 @@ public final class ErlangStack: Sendable {
         let acceptor = Acceptor(group: group, host: settings.host, port: settings.port, events: events, logger: logger) {
             self.delegate?.accepts($0, stack: self) ?? false
         } setUp: { channel in
+            if let side = self.tls?.serverSide() { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: side.context)) }
             try channel.pipeline.syncOperations.addHandler(self.makeHandler(role: .acceptor, cookie: nil, established: nil))
             self.track(channel)
         }
@@ -158,10 +164,15 @@ public final class ErlangStack: Sendable {
     }
 
     /// Dials `route` and runs the handshake as `peer`'s initiator with `cookie`;
-    /// `logLevel` (a route's) sets this connection's log level.
-    public func connect(to peer: NodeName, route: ResolvedRoute, cookie: Secret?, logLevel: Logger.Level? = nil) async throws -> ErlangConnection {
+    /// `logLevel` (a route's) sets this connection's log level. Over TLS it presents
+    /// `certificate` (a route's) or the stack's.
+    public func connect(
+        to peer: NodeName, route: ResolvedRoute, cookie: Secret?, logLevel: Logger.Level? = nil, certificate: CertificateFiles? = nil
+    ) async throws -> ErlangConnection {
         let promise = group.next().makePromise(of: ErlangConnection.self)
+        let side = try tls?.clientSide(presenting: certificate)
         let channel = await dial(group: group, host: route.host, port: route.port, timeout: settings.handshakeTimeout.timeAmount, failing: promise) {
+            if let side { try $0.addHandler(try NIOSSLClientHandler(context: side.context, serverHostname: nil)) }
             try $0.addHandler(self.makeHandler(role: .initiator(dialled: peer), cookie: cookie, established: promise, logLevel: logLevel))
         }
         if let channel { track(channel) }
@@ -172,7 +183,7 @@ public final class ErlangStack: Sendable {
         role: ErlangHandshake.Role, cookie: Secret?, established: EventLoopPromise<ErlangConnection>?, logLevel: Logger.Level? = nil
     ) -> ErlangLinkHandler {
         let identity = ErlangIdentity(name: nodeName, cookie: self.cookie, creation: creation, flags: flags)
-        let handshake = ErlangHandshake(role: role, local: identity, cookie: cookie, stepTimeout: settings.handshakeTimeout.timeAmount)
+        let handshake = ErlangHandshake(role: role, local: identity, cookie: cookie, stepTimeout: settings.handshakeTimeout.timeAmount, tls: tls != nil)
         var logger = self.logger
         if let logLevel { logger.logLevel = logLevel }
         return ErlangLinkHandler(stack: self, handshake: handshake, established: established, logger: logger)

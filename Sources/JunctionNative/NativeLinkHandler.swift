@@ -228,7 +228,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 stack.linkLost(connection, slot: slot, why: failure.map { "\($0)" })
             }
         case .handshake, .joining:
-            complete(.failure(failure.map(Self.explainTLS) ?? NativeProtocolError("the peer closed the link during the handshake")))
+            complete(.failure(failure.map(CertificateManager.explain) ?? NativeProtocolError("the peer closed the link during the handshake")))
         case .closed:
             break
         }
@@ -237,26 +237,13 @@ final class NativeLinkHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOSSLError || error is BoringSSLError {
+        if CertificateManager.isTLSFailure(error) {
             failure = failure ?? error
-            logger.warning("TLS failed: \(Self.explainTLS(error))")
+            logger.warning("\(CertificateManager.explain(error))")
         } else {
             logger.debug("link error", metadata: ["junction.error": "\(error)"])
         }
         context.close(promise: nil)
-    }
-
-    /// A TLS failure in words an operator can act on.
-    static func explainTLS(_ error: any Error) -> any Error {
-        guard error is NIOSSLError || error is BoringSSLError else { return error }
-        let text = "\(error)"
-        if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
-            return NativeProtocolError("TLS handshake failed: the peer's certificate is not trusted (it does not chain to this stack's tls.trust) [\(text)]")
-        }
-        if text.contains("CERTIFICATE") || text.contains("ALERT") {
-            return NativeProtocolError("TLS handshake failed: the peer refused this node's certificate (it does not chain to the peer's tls.trust, or none was sent) [\(text)]")
-        }
-        return NativeProtocolError("TLS failed: \(text)")
     }
 
     // MARK: - handshake
@@ -393,6 +380,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         if slot.index == 0 || request.counter > 1 { connection.countRejoin() }
         logger.debug("link \(slot.index) joined")
         stack.delegate?.joined(context.channel, to: connection)
+        closeIfConnectionClosing(connection, context: context)
     }
 
     func refuseJoin(_ what: String, context: ChannelHandlerContext) {
@@ -421,6 +409,14 @@ final class NativeLinkHandler: ChannelInboundHandler {
         enterData(connection: connection, slot: slot, context: context)
         slot.outbox.attach(context.channel, peerReceived: peerReceived)
         complete(.success(connection))
+        closeIfConnectionClosing(connection, context: context)
+    }
+
+    /// A join that completes after the connection began to close (a close or disconnect
+    /// raced with it) closes its link at once, so the connection's end is not held up by
+    /// a link nobody will close.
+    func closeIfConnectionClosing(_ connection: NativeConnection, context: ChannelHandlerContext) {
+        if connection.isClosing { context.close(promise: nil) }
     }
 
     /// Completes the dialler's promise once.

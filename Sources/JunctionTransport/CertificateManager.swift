@@ -6,8 +6,8 @@ import NIOCore
 import NIOSSL
 import Synchronization
 
-/// A TLS file that cannot be used, with what to do about it.
-public struct TLSFileError: Error, Sendable, CustomStringConvertible {
+/// A TLS file that cannot be used, or a TLS handshake that failed, with what to do about it.
+public struct TLSError: Error, Sendable, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
 }
@@ -126,7 +126,7 @@ public final class CertificateManager: Sendable {
         do {
             key = try NIOSSLPrivateKey(file: files.key, format: .pem)
         } catch {
-            throw TLSFileError("cannot read the private key \(files.key) (\(error)): it must be a PEM private key")
+            throw TLSError("cannot read the private key \(files.key) (\(error)): it must be a PEM private key")
         }
         return (chain, key, try fingerprint(chain[0]))
     }
@@ -136,9 +136,9 @@ public final class CertificateManager: Sendable {
         do {
             chain = try NIOSSLCertificate.fromPEMFile(path)
         } catch {
-            throw TLSFileError("cannot read the \(role) file \(path) (\(error)): it must hold PEM certificates")
+            throw TLSError("cannot read the \(role) file \(path) (\(error)): it must hold PEM certificates")
         }
-        guard !chain.isEmpty else { throw TLSFileError("the \(role) file \(path) holds no PEM certificate") }
+        guard !chain.isEmpty else { throw TLSError("the \(role) file \(path) holds no PEM certificate") }
         return chain
     }
 
@@ -146,8 +146,24 @@ public final class CertificateManager: Sendable {
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {
-            throw TLSFileError("the certificate \(files.certificate) and the key \(files.key) do not make a TLS identity (\(error)); is it the key of that certificate?")
+            throw TLSError("the certificate \(files.certificate) and the key \(files.key) do not make a TLS identity (\(error)); is it the key of that certificate?")
         }
+    }
+
+    public static func isTLSFailure(_ error: any Error) -> Bool { error is NIOSSLError || error is BoringSSLError }
+
+    /// A TLS failure in words an operator can act on (other errors unchanged).
+    public static func explain(_ error: any Error) -> any Error {
+        guard isTLSFailure(error) else { return error }
+        let text = "\(error)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
+            return TLSError("TLS handshake failed: the peer's certificate is not trusted (it does not chain to this stack's tls.trust) [\(text)]")
+        }
+        if text.contains("CERTIFICATE") || text.contains("ALERT") {
+            return TLSError(
+                "TLS handshake failed: the peer refused this node's certificate (it does not chain to the peer's trusted authorities, or none was sent) [\(text)]")
+        }
+        return TLSError("TLS failed: \(text)")
     }
 
     /// SHA-256 of the certificate's DER bytes.

@@ -79,7 +79,6 @@ struct ConfigTests {
     static let badFiles: [(String, String, String)] = [
         (edited("routes:", "extra: 1\nroutes:"), "extra", "unknown key"),
         (edited("writeCoalescing: 20us", "tls: {certificate: a.pem, key: a.key}"), "stacks[0].tls.trust", "required key is missing"),
-        (edited("kind: native\n    registrar: {port: 4500}", "kind: erlang\n    tls: {certificate: a, key: b, trust: c}"), "stacks[1].tls", "TLS distribution"),
         (edited("logLevel: debug", "certificate: {certificate: a.pem}"), "routes[0].certificate.key", "required key is missing"),
         (edited("{svc: svc_v2}", "{svc: svc_v2, web: svc_v2}"), "routes[0].atomMapping", "both map to 'svc_v2'"),
         (edited("name: svc, node: n1@localhost", "name: svc, node: gw@localhost"), "bridges[0].node", "not to this one"),

@@ -139,10 +139,11 @@ struct ErlangHandshakeTests {
         func afterStatus(_ status: String) -> [ErlangHandshake.Action] {
             var handshake = ErlangHandshake(role: .initiator(dialled: "b@vm"), local: local, stepTimeout: .seconds(7))
             _ = handshake.start(now: t0)
-            var bytes = ErlangHandshake.status(status)
+            var bytes = handshake.statusMessage(status)
             return handshake.receive(&bytes, now: t0)
         }
-        #expect(afterStatus("alive").map(sent) == [ErlangHandshake.status("true")])
+        let tcp = ErlangHandshake(role: .acceptor, local: local, stepTimeout: .seconds(7))
+        #expect(afterStatus("alive").map(sent) == [tcp.statusMessage("true")])
         #expect(afterStatus("ok_simultaneous").isEmpty)
         guard case .failed(let nok, _) = afterStatus("nok").first, case .failed(let refused, _) = afterStatus("not_allowed").first else {
             Issue.record("expected failures")
@@ -159,6 +160,26 @@ struct ErlangHandshakeTests {
             Issue.record("expected a refusal")
             return
         }
-        #expect(error.reason == .simultaneous && farewell == ErlangHandshake.status("nok"))
+        #expect(error.reason == .simultaneous && farewell == acceptor.statusMessage("nok"))
+    }
+
+    @Test("inside OTP's TLS distribution every handshake message has a 4-byte length (as inet_tls_dist sends its name)")
+    func tlsFraming() throws {
+        let local = ErlangIdentity(name: "py@vm", cookie: Secret("X"), creation: 1, flags: minimal)
+        var acceptor = ErlangHandshake(role: .acceptor, local: local, stepTimeout: .seconds(7), tls: true)
+        _ = acceptor.start(now: t0)
+        // What an OTP 25 node with -proto_dist inet_tls wrote first, decrypted: its name, 'N', 4-byte length.
+        var name = hex("00 00 00 1d 4e 00 00 00 0d 07 df 7f bd 00 00 00 01 00 0e 65 64 62 67 40 6c 6f 63 61 6c 68 6f 73 74")
+        guard case .admit(let peer, _)? = acceptor.receive(&name, now: t0).first else {
+            Issue.record("the 4-byte framed name was not read")
+            return
+        }
+        #expect(peer == "edbg@localhost")
+        guard case .send(let reply)? = acceptor.admit(.accept(cookie: Secret("X")), now: t0).first else {
+            Issue.record("no status and challenge")
+            return
+        }
+        #expect(Array(reply.readableBytesView.prefix(7)) == [0, 0, 0, 3, 0x73, 0x6f, 0x6b], "status 'ok' with a 4-byte length")
+        #expect(reply.getInteger(at: 7, as: UInt32.self) == UInt32(reply.readableBytes - 11), "then the challenge, with a 4-byte length")
     }
 }

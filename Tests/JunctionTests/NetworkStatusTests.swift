@@ -66,16 +66,15 @@ struct NetworkStatusTests {
         _ = await status.next()
         let address = try #require(node.listening["native"]?.first)
         let peer = try await RawPeer.connect(to: address, as: "raw@localhost", target: "n@localhost", cookie: "test-cookie", flags: [])
-        #expect(kinds(await events(&status, 1)) == ["connectionEstablished"])
-
         // The idle node heartbeats every quarter second. The peer heartbeats every tenth of
-        // a second from its event loop until the node's sixth, longer than the one-second
-        // silence timeout, and the link stays open.
+        // a second from its event loop, from the handshake on, until the node's sixth:
+        // longer than the one-second silence timeout, and the link stays open.
         var beat = ByteBuffer()
         Frame.write(kind: NativeFrameKind.heartbeat, streamKey: 0, into: &beat) { _ in }
         let answering = peer.channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { [beat] _ in
             peer.channel.writeAndFlush(beat, promise: nil)
         }
+        #expect(kinds(await events(&status, 1)) == ["connectionEstablished"])
         var parser = FrameParser(maxFrameSize: 1 << 16)
         var heartbeats = 0
         var silent = false

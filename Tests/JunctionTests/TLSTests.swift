@@ -1,6 +1,8 @@
 import Foundation
 @testable import Junction
 import JunctionCore
+import JunctionErlang
+import NIOPosix
 import JunctionNative
 import JunctionTransport
 import JunctionTerm
@@ -76,7 +78,7 @@ struct TLSTests {
         let intruder = try rogue.spawn()
         let refused = await #expect(throws: (any Error).self) { try await intruder.send(.atom("x"), to: .name("sink", on: "b@localhost")) }
         #expect("\(refused.map { "\($0)" } ?? "")".contains("TLS handshake failed"), "\(String(describing: refused))")
-        #expect(logs.contains("TLS failed"), "\(logs.all)")
+        #expect(logs.contains("TLS handshake failed"), "\(logs.all)")
 
         let careful = try b.spawn()
         let untrusted = await #expect(throws: (any Error).self) { try await careful.send(.atom("x"), to: .name("sink", on: "rogue@localhost")) }
@@ -101,7 +103,7 @@ struct TLSTests {
         ] {
             let tls = "tls: {certificate: \(certificate), key: \(key), trust: \(Self.file("ca.pem"))}"
             let config = try nodeConfig("bad@localhost", stacks: [("native", registrar.port)], stackExtra: tls)
-            let error = await #expect(throws: TLSFileError.self) { try await startNode(config) }
+            let error = await #expect(throws: TLSError.self) { try await startNode(config) }
             #expect(error?.description.contains(expected) == true, "\(String(describing: error))")
         }
     }
@@ -154,5 +156,70 @@ struct TLSTests {
         try await early.send(.atom("still_here"), to: .name("sink", on: "b@localhost"))
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("still_here"))
         #expect(try await peerCertificate(a, "b@localhost") == (try NIOSSLCertificate.fromPEMFile(Self.file("node-b.pem")).first))
+    }
+}
+
+/// OTP's TLS distribution (`-proto_dist inet_tls`) against an `erlang` stack with `tls`.
+@Suite("TLS distribution", .timeLimit(.minutes(1)))
+struct ErlangTLSTests {
+    @Test("an OTP node on TLS distribution and Junction's Erlang stack with tls reach each other both ways; a plain OTP node cannot get in")
+    func tlsDistribution() async throws {
+        let registrar = try await startRegistrar()
+        let epmd = try await EpmdServer.start(port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: quietLogger)
+        let epmdPort = epmd.address!.port!
+        defer { Task { await registrar.shutdown(); await epmd.shutdown() } }
+        let config = try ConfigLoader.load(yaml: """
+            node: {name: jt@localhost, cookie: {env: TEST_COOKIE}}
+            stacks:
+              - {name: native, kind: native, registrar: {host: 127.0.0.1, port: \(registrar.port)}}
+              - name: otp
+                kind: erlang
+                acceptors: [{host: 127.0.0.1, port: 0}]
+                erlang: {epmdPort: \(epmdPort)}
+                tls: {certificate: \(TLSTests.file("node-b.pem")), key: \(TLSTests.file("node-b.key")), trust: \(TLSTests.file("ca.pem"))}
+            routes:
+              - {match: "^e[0-9a-z_]*@localhost$", resolver: otp, cookie: {env: ERLANG_COOKIE}}
+            """)
+        let node = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: quietLogger)
+        defer { Task { await node.shutdown() } }
+        let echo = try node.spawn(name: "echo")
+        let service = Task { try await EchoService.run(echo) }
+        defer { service.cancel() }
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-tlsdist-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let options = directory.appendingPathComponent("ssl_dist.conf")
+        let side = """
+            {certfile, "\(TLSTests.file("node-a.pem"))"}, {keyfile, "\(TLSTests.file("node-a.key"))"}, {cacertfile, "\(TLSTests.file("ca.pem"))"}, {verify, verify_peer}
+            """
+        try """
+            [{server, [\(side), {fail_if_no_peer_cert, true}]}, {client, [\(side), {server_name_indication, disable}]}].
+            """.write(to: options, atomically: true, encoding: .utf8)
+        let tlsDist = ["-proto_dist", "inet_tls", "-ssl_dist_optfile", options.path]
+
+        let printed = try await Erl.run("etls@localhost", cookie: "erlcookie", epmdPort: epmdPort, extra: tlsDist, """
+            J = 'jt@localhost',
+            Ping = net_adm:ping(J),
+            Call = gen_server:call({echo, J}, hello),
+            io:format("ping=~w call=~w~n", [Ping, Call])
+            """)
+        #expect(printed.contains("ping=pong call={echo,hello}"), "\(printed)")
+
+        let served = try Erl.node("etls2@localhost", cookie: "erlcookie", epmdPort: epmdPort, then: """
+            register(echo, spawn(fun Loop() -> receive {From, Msg} -> From ! {echo, Msg}, Loop() end end)),
+            io:format("serving~n"),
+            receive after infinity -> ok end
+            """, extra: tlsDist)
+        defer { served.signal(SIGKILL) }
+        try await served.waitForLine(containing: "serving")
+        let me = try node.spawn()
+        try await me.send(.tuple([.pid(me.pid), .atom("hi")]), to: .name("echo", on: "etls2@localhost"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("hi")]))
+
+        let plain = try await Erl.run("eplain@localhost", cookie: "erlcookie", epmdPort: epmdPort, """
+            io:format("ping=~w~n", [net_adm:ping('jt@localhost')])
+            """)
+        #expect(plain.contains("ping=pang"), "\(plain)")
     }
 }

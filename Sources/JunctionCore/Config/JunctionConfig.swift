@@ -159,7 +159,8 @@ public struct StackSettings: Sendable, Decodable {
     /// (the dialler rejoins it); an idle link sends a heartbeat every quarter of it. An
     /// `erlang` stack uses `erlang.netTickTime` instead.
     public var silenceTimeout: ConfigDuration
-    /// (native) TLS for every link of this stack; nil: plain TCP.
+    /// TLS for every connection of this stack (for an `erlang` stack: OTP's TLS
+    /// distribution, `-proto_dist inet_tls`); nil: plain TCP.
     public var tls: TLSSettings?
     /// Settings of an `erlang` stack.
     public var erlang: ErlangSettings
@@ -202,9 +203,7 @@ public struct StackSettings: Sendable, Decodable {
         silenceTimeout = try container.value(.silenceTimeout, default: .seconds(60))
         tls = try container.decodeIfPresent(TLSSettings.self, forKey: .tls)
         erlang = try container.value(.erlang, default: ErlangSettings())
-        if kind == .erlang, tls != nil {
-            throw invalid(decoder.codingPath + [CodingKeys.tls], "TLS applies to native stacks; Erlang nodes use TLS distribution (-proto_dist inet_tls), which this stack does not speak")
-        }
+
         if kind != .erlang, container.contains(.erlang) {
             throw invalid(decoder.codingPath + [CodingKeys.erlang], "only a stack of kind 'erlang' takes Erlang settings")
         }
