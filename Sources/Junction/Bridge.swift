@@ -22,7 +22,6 @@ final class Bridges: Sendable {
         var proxyOrder = Deque<Pid>()
         var tags: [Reference: Term] = [:]
         var tagOrder = Deque<Reference>()
-        var nextReference: UInt32 = 0
     }
 
     let state = Mutex(State())
@@ -95,8 +94,7 @@ extension Node {
                 if pid.node == target { return term }
                 return .pid(proxy(for: pid, state: &state, minted: &minted, retired: &retired))
             case .improperList(let head, .ref(let alias)) where head == [.atom("alias")] && alias.node != target && alias.node != name.atom:
-                state.nextReference &+= 1
-                let stand = Reference(node: name.atom, creation: creation, ids: [state.nextReference, UInt32.random(in: 0...UInt32.max), 0x6272_6467])
+                let stand = makeReference()
                 state.tags[stand] = term
                 state.tagOrder.append(stand)
                 if state.tagOrder.count > bridges.capacity, let oldest = state.tagOrder.popFirst() { state.tags[oldest] = nil }

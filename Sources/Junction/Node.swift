@@ -29,6 +29,7 @@ public final class Node: Sendable {
     let bridges: Bridges
     /// Nil unless a configured route maps atoms.
     let atomMappings: AtomMappings?
+    let referenceCounter = Atomic<UInt32>(0)
     let status = NetworkStatusPort()
     let access: Mutex<AccessRules>
     /// Peers closed by `disconnectSystem`: not reconnected, in either direction, until
@@ -152,6 +153,29 @@ public final class Node: Sendable {
     public func spawn(name: String? = nil) throws -> ProcessHandle {
         try processes.spawn(name: name) { id in
             ProcessHandle(pid: Pid(node: self.name.atom, id: id, serial: 0, creation: creation), name: name, node: self)
+        }
+    }
+
+    /// A reference unique to this incarnation of the node (call tags, bridge stand-ins).
+    public func makeReference() -> Reference {
+        let count = referenceCounter.add(1, ordering: .relaxed).newValue
+        return Reference(node: name.atom, creation: creation, ids: [count, UInt32.random(in: 0...UInt32.max), UInt32.random(in: 0...UInt32.max)])
+    }
+
+    /// `gen_server:call` from a short-lived process of this node: sends
+    /// `{'$gen_call', {Pid, Ref}, Request}` to `destination` and returns the `Reply` of the
+    /// `{Ref, Reply}` that comes back, or throws `ReceiveTimeout`.
+    public func call(_ request: Term, to destination: Destination, timeout: Duration = .seconds(5)) async throws -> Term {
+        let caller = try spawn()
+        defer { caller.exit() }
+        let tag = makeReference()
+        try await caller.send(.tuple([.atom("$gen_call"), .tuple([.pid(caller.pid), .ref(tag)]), request]), to: destination)
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw ReceiveTimeout(timeout: timeout) }
+            let reply = try await caller.receive(timeout: left).term()
+            if case .tuple(let fields) = reply, fields.count == 2, fields[0] == .ref(tag) { return fields[1] }
         }
     }
 

@@ -1,6 +1,8 @@
 import Foundation
 @testable import Junction
 import JunctionCore
+import JunctionErlang
+import NIOPosix
 import JunctionTerm
 import Testing
 
@@ -23,11 +25,11 @@ struct BridgeTests {
         return node
     }
 
-    @Test("an OTP node calls a native service through the gateway with gen_server:call; a native node gets a reply from an Erlang process through it; a monitor on the bridge fires when the native node stops")
+    @Test("an OTP node calls a native service through the gateway with gen_server:call; a native node gets replies from an Erlang process and an Erlang gen_server through it; a monitor on the bridge fires when the native node stops")
     func endToEnd() async throws {
         let gateway = try await Gateway.start(
             "gw@localhost",
-            bridges: "[{name: svc, node: n1@localhost, process: echo}, {name: e1_echo, node: e1@localhost, process: echo}]")
+            bridges: "[{name: svc, node: n1@localhost, process: echo}, {name: e1_echo, node: e1@localhost, process: echo}, {name: e1_rex, node: e1@localhost, process: rex}]")
         defer { Task { await gateway.stop() } }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-bridge-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -57,9 +59,64 @@ struct BridgeTests {
         try await me.send(.tuple([.pid(me.pid), .atom("hi")]), to: .name("e1_echo", on: "gw@localhost"))
         #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("hi")]))
         #expect(gateway.node.bridges.proxyCount >= 2, "a proxy for e1's caller and one for n2's process")
+        // n2 calls a gen_server on e1 (OTP's rpc server, rex) through the gateway.
+        let node = try await n2.call(.tuple([.atom("call"), .atom("erlang"), .atom("node"), .list([]), .pid(me.pid)]), to: .name("e1_rex", on: "gw@localhost"))
+        #expect(node == .atom("e1@localhost"))
 
         await n1.stop(signal: SIGTERM)
         try await e1.waitForLine(containing: "down=")
         #expect(e1.standardOutput.contains("down={svc,gw@localhost} noconnection"), "\(e1.standardOutput)")
+    }
+}
+
+@Suite("Several registrars", .timeLimit(.minutes(1)))
+struct SeveralRegistrarsTests {
+    @Test("a gateway with two native clusters on their own registrars and an Erlang cluster reaches each through the stack its routes pick, and says which registrar answered")
+    func threeClusters() async throws {
+        let first = try await startRegistrar()
+        let second = try await startRegistrar()
+        let epmd = try await EpmdServer.start(port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: quietLogger)
+        let epmdPort = epmd.address!.port!
+        defer { Task { await first.shutdown(); await second.shutdown(); await epmd.shutdown() } }
+        let config = try ConfigLoader.load(yaml: """
+            node: {name: gw3@localhost, cookie: {env: TEST_COOKIE}}
+            stacks:
+              - {name: native, kind: native, registrar: {host: 127.0.0.1, port: \(first.port)}}
+              - {name: cluster-b, kind: native, registrar: {host: 127.0.0.1, port: \(second.port)}}
+              - {name: otp, kind: erlang, acceptors: [{host: 127.0.0.1, port: 0}], erlang: {epmdPort: \(epmdPort)}}
+            routes:
+              - {match: "^b", resolver: cluster-b}
+              - {match: "^e[0-9]+@", resolver: otp, cookie: {env: ERLANG_COOKIE}}
+            """)
+        let gateway = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: quietLogger)
+        defer { Task { await gateway.shutdown() } }
+        let a1 = try await startNode(try nodeConfig("a1@localhost", stacks: [("native", first.port)]))
+        let b1 = try await startNode(try nodeConfig("b1@localhost", stacks: [("native", second.port)]))
+        defer { Task { await a1.shutdown(); await b1.shutdown() } }
+        let e5 = try Erl.node("e5@localhost", cookie: "erlcookie", epmdPort: epmdPort, then: """
+            register(echo, spawn(fun Loop() -> receive {From, Msg} -> From ! {echo, Msg}, Loop() end end)),
+            io:format("serving~n"),
+            receive after infinity -> ok end
+            """)
+        defer { e5.signal(SIGKILL) }
+        try await e5.waitForLine(containing: "serving")
+
+        let services = [a1, b1].map { node in Task { try await EchoService.run(try node.spawn(name: "echo")) } }
+        defer { for service in services { service.cancel() } }
+        let me = try gateway.spawn()
+        for peer: NodeName in ["a1@localhost", "b1@localhost", "e5@localhost"] {
+            try await me.send(.tuple([.pid(me.pid), .atom(Atom(peer.alive))]), to: .name("echo", on: peer))
+            #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom(Atom(peer.alive))]), "\(peer)")
+        }
+        #expect(gateway.connection(to: "a1@localhost")?.stack == "native")
+        #expect(gateway.connection(to: "b1@localhost")?.stack == "cluster-b")
+        #expect(gateway.erlangConnection(to: "e5@localhost") != nil)
+
+        let viaSecond = await gateway.resolveCandidates(for: "b1@localhost")
+        #expect(viaSecond.first?.hasPrefix("1. '^b': registrar at 127.0.0.1:\(second.port) (stack cluster-b) answered localhost:") == true, "\(viaSecond)")
+        let viaFirst = await gateway.resolveCandidates(for: "a1@localhost")
+        #expect(viaFirst.first?.hasPrefix("1. default resolver: registrar at 127.0.0.1:\(first.port) (stack native) answered localhost:") == true, "\(viaFirst)")
+        let viaEpmd = await gateway.resolveCandidates(for: "e5@localhost")
+        #expect(viaEpmd.first?.hasPrefix("1. '^e[0-9]+@': epmd at localhost:\(epmdPort) (stack otp) answered localhost:") == true, "\(viaEpmd)")
     }
 }
