@@ -1,5 +1,6 @@
 import DequeModule
 import JunctionCore
+import JunctionErlang
 import JunctionTerm
 import Synchronization
 
@@ -19,7 +20,9 @@ final class Bridges: Sendable {
         var proxies: [Pid: ProcessHandle] = [:]
         /// Proxy pid id -> the pid it stands for.
         var originals: [UInt32: Pid] = [:]
-        var proxyOrder = Deque<Pid>()
+        /// Proxies by age, as (original, proxy id); entries of retired proxies are
+        /// skipped when they come up.
+        var proxyOrder = Deque<(original: Pid, proxy: UInt32)>()
         var tags: [Reference: Term] = [:]
         var tagOrder = Deque<Reference>()
     }
@@ -118,23 +121,55 @@ extension Node {
         guard let proxy = try? spawn() else { return pid }
         state.proxies[pid] = proxy
         state.originals[proxy.pid.id] = pid
-        state.proxyOrder.append(pid)
+        state.proxyOrder.append((pid, proxy.pid.id))
         minted.append(proxy)
-        if state.proxyOrder.count > bridges.capacity, let oldest = state.proxyOrder.popFirst(), let old = state.proxies.removeValue(forKey: oldest) {
+        while state.proxies.count > bridges.capacity, let oldest = state.proxyOrder.popFirst() {
+            guard let old = state.proxies[oldest.original], old.pid.id == oldest.proxy else { continue }
+            state.proxies[oldest.original] = nil
             state.originals[old.pid.id] = nil
             retired.append(old)
+        }
+        // Entries of proxies retired otherwise are dropped once they outnumber the live ones.
+        if state.proxyOrder.count > 2 * max(state.proxies.count, 1024) {
+            let live = state.proxies
+            state.proxyOrder.removeAll { live[$0.original]?.pid.id != $0.proxy }
         }
         return proxy.pid
     }
 
-    /// Forwards what the proxy receives to its original.
+    /// Forwards what the proxy receives to its original. An original on an Erlang node
+    /// is monitored by the proxy: when it exits, the proxy is retired.
     func startProxy(_ proxy: ProcessHandle) {
-        Task(executorPreference: executor) {
+        guard let original = bridges.state.withLock({ $0.originals[proxy.pid.id] }) else { return }
+        var monitor: Reference?
+        if let connection = connections.connection(original.node) as? ErlangConnection {
+            let reference = makeReference()
+            // MONITOR_P {19, FromPid, ToProc, Ref}
+            if (try? connection.send(DistributionMessage(control: .tuple([.int(19), .pid(proxy.pid), .pid(original), .ref(reference)])))) != nil {
+                monitor = reference
+            }
+        }
+        Task(executorPreference: executor) { [monitor] in
             while let message = try? await proxy.receive() {
-                guard let original = self.bridges.state.withLock({ $0.originals[proxy.pid.id] }) else { return }
+                if let monitor, case .term(.tuple(let down)) = message.payload, down.count == 5, down[0] == .atom("DOWN"), down[1] == .ref(monitor) {
+                    self.retireProxy(of: original, proxy: proxy)
+                    return
+                }
+                guard self.bridges.state.withLock({ $0.originals[proxy.pid.id] }) != nil else { return }
                 await self.forward(message.payload, to: .pid(original), from: proxy.pid)
             }
         }
+    }
+
+    /// The original of `proxy` exited: the proxy goes too.
+    func retireProxy(of original: Pid, proxy: ProcessHandle) {
+        bridges.state.withLock { state in
+            guard state.proxies[original] === proxy else { return }
+            state.proxies[original] = nil
+            state.originals[proxy.pid.id] = nil
+        }
+        proxy.exit()
+        logger.debug("bridge: retired the proxy \(proxy.pid) of \(original), which exited")
     }
 
     /// The connection to `peer` ended: monitors of the bridges to it fire; when it is
@@ -148,7 +183,7 @@ extension Node {
                 state.proxies[pid] = nil
                 state.originals[proxy.pid.id] = nil
             }
-            state.proxyOrder.removeAll { $0.node == peer }
+            state.proxyOrder.removeAll { $0.original.node == peer }
             state.tags = state.tags.filter { if case .improperList(_, .ref(let alias)) = $0.value { alias.node != peer } else { true } }
             let kept = state.tags
             state.tagOrder.removeAll { kept[$0] == nil }

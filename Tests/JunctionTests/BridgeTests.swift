@@ -69,6 +69,57 @@ struct BridgeTests {
     }
 }
 
+@Suite("Bridge identities", .timeLimit(.minutes(1)))
+struct BridgeIdentityTests {
+    @Test("the proxy of an Erlang process is retired when that process exits")
+    func proxyRetiredWithItsProcess() async throws {
+        let gateway = try await Gateway.start("gwp@localhost", bridges: "[{name: svc, node: np@localhost, process: echo}]")
+        defer { Task { await gateway.stop() } }
+        let native = try await startNode(try nodeConfig("np@localhost", stacks: [("native", gateway.registrar.port)]))
+        defer { Task { await native.shutdown() } }
+        let service = Task { try await EchoService.run(try native.spawn(name: "echo")) }
+        defer { service.cancel() }
+        let erl = try Erl.node("e9@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, then: """
+            Self = self(),
+            spawn(fun() -> Self ! {done, gen_server:call({svc, 'gwp@localhost'}, hi)} end),
+            receive {done, R} -> io:format("call=~w~n", [R]) end,
+            receive after infinity -> ok end
+            """)
+        defer { erl.signal(SIGKILL) }
+        try await erl.waitForLine(containing: "call=")
+        #expect(erl.standardOutput.contains("call={echo,hi}"), "\(erl.standardOutput)")
+        // The caller has exited: the proxy's monitor fires and the proxy goes.
+        while gateway.node.bridges.proxyCount > 0 { await Task.yield() }
+        #expect(gateway.node.bridges.proxyCount == 0)
+    }
+
+    @Test("proxies are bounded: past limits.bridgeProxies the oldest is retired, and a pid travelling home is itself again")
+    func bounded() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let node = try await startNode(try nodeConfig("gwb@localhost", stacks: [("native", registrar.port)], limits: "{bridgeProxies: 2}"))
+        defer { Task { await node.shutdown() } }
+        let far: [Pid] = (1...3).map { Pid(node: "x@localhost", id: UInt32($0), creation: 1) }
+        var minted: [ProcessHandle] = []
+        var retired: [ProcessHandle] = []
+        let mapped = node.bridges.state.withLock { state in
+            node.mapIdentities(.list(far.map(Term.pid)), toward: "y@localhost", state: &state, minted: &minted, retired: &retired)
+        }
+        #expect(minted.count == 3 && retired.map(\.pid) == [minted[0].pid])
+        #expect(node.bridges.proxyCount == 2)
+        guard case .list(let proxies) = mapped else {
+            Issue.record("not a list: \(mapped)")
+            return
+        }
+        #expect(proxies == minted.map { .pid($0.pid) })
+        // Back toward x, the live proxies are x's own pids again; the retired one is not.
+        let home = node.bridges.state.withLock { state in
+            node.mapIdentities(mapped, toward: "x@localhost", state: &state, minted: &minted, retired: &retired)
+        }
+        #expect(home == .list([.pid(minted[0].pid), .pid(far[1]), .pid(far[2])]))
+    }
+}
+
 @Suite("Several registrars", .timeLimit(.minutes(1)))
 struct SeveralRegistrarsTests {
     @Test("a gateway with two native clusters on their own registrars and an Erlang cluster reaches each through the stack its routes pick, and says which registrar answered")
