@@ -73,7 +73,8 @@ struct BridgeTests {
 struct BridgeIdentityTests {
     @Test("the proxy of an Erlang process is retired when that process exits")
     func proxyRetiredWithItsProcess() async throws {
-        let gateway = try await Gateway.start("gwp@localhost", bridges: "[{name: svc, node: np@localhost, process: echo}]")
+        let logs = LogCapture()
+        let gateway = try await Gateway.start("gwp@localhost", bridges: "[{name: svc, node: np@localhost, process: echo}]", logger: logs.logger)
         defer { Task { await gateway.stop() } }
         let native = try await startNode(try nodeConfig("np@localhost", stacks: [("native", gateway.registrar.port)]))
         defer { Task { await native.shutdown() } }
@@ -89,7 +90,7 @@ struct BridgeIdentityTests {
         try await erl.waitForLine(containing: "call=")
         #expect(erl.standardOutput.contains("call={echo,hi}"), "\(erl.standardOutput)")
         // The caller has exited: the proxy's monitor fires and the proxy goes.
-        while gateway.node.bridges.proxyCount > 0 { await Task.yield() }
+        await logs.waitFor("bridge: retired the proxy")
         #expect(gateway.node.bridges.proxyCount == 0)
     }
 

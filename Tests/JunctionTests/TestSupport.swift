@@ -10,6 +10,7 @@ import Synchronization
 /// Collects log lines so tests can assert what an operator would read.
 final class LogCapture: Sendable {
     let lines = Mutex<[String]>([])
+    let (arrivals, arrived) = AsyncStream.makeStream(of: String.self)
 
     var logger: Logger {
         var logger = Logger(label: "test") { _ in CapturingHandler(capture: self) }
@@ -18,6 +19,12 @@ final class LogCapture: Sendable {
     }
 
     func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
+
+    /// Waits until a line containing `text` has been logged (one waiter per capture).
+    func waitFor(_ text: String) async {
+        if contains(text) { return }
+        for await line in arrivals where line.contains(text) { return }
+    }
     var all: [String] { lines.withLock { $0 } }
 }
 
@@ -32,7 +39,9 @@ struct CapturingHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        capture.lines.withLock { $0.append("\(event.level) \(event.message) \(metadata.merging(event.metadata ?? [:]) { $1 })") }
+        let line = "\(event.level) \(event.message) \(metadata.merging(event.metadata ?? [:]) { $1 })"
+        capture.lines.withLock { $0.append(line) }
+        capture.arrived.yield(line)
     }
 }
 
