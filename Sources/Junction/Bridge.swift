@@ -17,6 +17,8 @@ final class Bridges: Sendable {
     struct State: ~Copyable {
         /// Bridge name -> the (node, process) it forwards to and its process here.
         var bridges: [String: (settings: BridgeSettings, handle: ProcessHandle)] = [:]
+        /// Bridge name -> the monitor it holds on its target process (Erlang targets).
+        var targetMonitors: [String: Reference] = [:]
         var proxies: [Pid: ProcessHandle] = [:]
         /// Proxy pid id -> the pid it stands for.
         var originals: [UInt32: Pid] = [:]
@@ -31,11 +33,6 @@ final class Bridges: Sendable {
     let capacity: Int
 
     init(capacity: Int) { self.capacity = capacity }
-
-    /// The bridges that forward to `node`.
-    func bridges(to node: Atom) -> [ProcessHandle] {
-        state.withLock { state in state.bridges.values.filter { $0.settings.node.atom == node }.map(\.handle) }
-    }
 
     var proxyCount: Int { state.withLock { $0.proxies.count } }
 }
@@ -52,11 +49,38 @@ extension Node {
         bridges.state.withLock { $0.bridges[name] = (settings, handle) }
         Task(executorPreference: executor) {
             while let message = try? await handle.receive() {
+                if case .term(.tuple(let down)) = message.payload, down.count == 5, down[0] == .atom("DOWN"), case .ref(let reference) = down[1],
+                    self.bridges.state.withLock({ $0.targetMonitors[name] == reference ? $0.targetMonitors.removeValue(forKey: name) : nil }) != nil
+                {
+                    // The target process exited: watchers of the bridge hear its reason.
+                    self.notifyWatchers(of: handle, reason: down[4])
+                    continue
+                }
+                self.monitorTarget(of: name, process: process, on: node, from: handle.pid)
                 await self.forward(message.payload, to: .name(process, on: node), from: handle.pid)
             }
         }
         logger.info("bridge '\(name)' forwards to \(process) on \(node)")
         return handle
+    }
+
+    /// Someone monitors `process`: if it is a bridge, it starts watching its target.
+    func bridgeWatched(_ process: ProcessHandle) {
+        guard let name = process.name, let bridge = bridges.state.withLock({ $0.bridges[name] }), bridge.handle === process else { return }
+        monitorTarget(of: name, process: bridge.settings.process, on: bridge.settings.node, from: process.pid)
+    }
+
+    /// A bridge to a process on an Erlang node monitors it (by name), so monitors of the
+    /// bridge fire with its exit reason when it goes away. Native nodes carry no
+    /// monitors: a bridge to one fires only when the connection ends.
+    func monitorTarget(of bridge: String, process: String, on node: NodeName, from bridgePid: Pid) {
+        guard bridges.state.withLock({ $0.targetMonitors[bridge] == nil }), let connection = connections.connection(node.atom) as? ErlangConnection else { return }
+        let reference = makeReference()
+        bridges.state.withLock { $0.targetMonitors[bridge] = reference }
+        // MONITOR_P {19, FromPid, ToProc, Ref}, ToProc the registered name.
+        if (try? connection.send(DistributionMessage(control: .tuple([.int(19), .pid(bridgePid), .atom(Atom(process)), .ref(reference)])))) == nil {
+            _ = bridges.state.withLock { $0.targetMonitors.removeValue(forKey: bridge) }
+        }
     }
 
     /// Maps the identities in `payload` for the destination's node and sends it on. A
@@ -175,7 +199,12 @@ extension Node {
     /// The connection to `peer` ended: monitors of the bridges to it fire; when it is
     /// gone for good (`retire`), the proxies of its pids and its reply tags go too.
     func bridgeTargetEnded(_ peer: Atom, retire: Bool) {
-        for bridge in bridges.bridges(to: peer) { notifyWatchers(of: bridge, reason: .atom("noconnection")) }
+        let ended = bridges.state.withLock { state in
+            let names = state.bridges.filter { $0.value.settings.node.atom == peer }.map(\.key)
+            for name in names { state.targetMonitors[name] = nil }
+            return names.compactMap { state.bridges[$0]?.handle }
+        }
+        for bridge in ended { notifyWatchers(of: bridge, reason: .atom("noconnection")) }
         guard retire else { return }
         let retired = bridges.state.withLock { state -> [ProcessHandle] in
             let gone = state.proxies.filter { $0.key.node == peer }

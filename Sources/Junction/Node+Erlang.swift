@@ -57,6 +57,7 @@ extension Node: ErlangStackDelegate {
             guard case .pid(let from)? = field(1), let target = field(2), case .ref(let ref)? = field(3) else { throw malformed(message, connection) }
             if let process = process(target) {
                 watchers.add(.monitor(ref: ref, target: target), peer: connection.peer.atom, remote: from, local: process.pid.id)
+                bridgeWatched(process)
             } else {
                 try sendDown(target: target, to: from, ref: ref, reason: .atom("noproc"), on: connection)
             }

@@ -94,6 +94,29 @@ struct BridgeIdentityTests {
         #expect(gateway.node.bridges.proxyCount == 0)
     }
 
+    @Test("a monitor on a bridge to an Erlang process fires with that process's exit reason when it exits")
+    func monitorFarProcess() async throws {
+        let gateway = try await Gateway.start("gwm@localhost", bridges: "[{name: e_svc, node: e21@localhost, process: svc}]")
+        defer { Task { await gateway.stop() } }
+        let far = try Erl.node("e21@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, then: """
+            register(svc, spawn(fun Loop() -> receive {From, Msg} -> From ! {echo, Msg}, Loop(); stop -> exit(stopped_by_test) end end)),
+            io:format("serving~n"),
+            receive after infinity -> ok end
+            """)
+        defer { far.signal(SIGKILL) }
+        try await far.waitForLine(containing: "serving")
+        let printed = try await Erl.run("e22@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, """
+            G = 'gwm@localhost',
+            {e_svc, G} ! {self(), hi},
+            Echo = receive {echo, M} -> M after 5000 -> timeout end,
+            Ref = erlang:monitor(process, {e_svc, G}),
+            {e_svc, G} ! stop,
+            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 10000 -> timeout end,
+            io:format("echo=~w down=~w~n", [Echo, Down])
+            """)
+        #expect(printed.contains("echo=hi down=stopped_by_test"), "\(printed)")
+    }
+
     @Test("proxies are bounded: past limits.bridgeProxies the oldest is retired, and a pid travelling home is itself again")
     func bounded() async throws {
         let registrar = try await startRegistrar()
