@@ -1,6 +1,7 @@
 import DequeModule
 import JunctionCore
 import JunctionErlang
+import JunctionNative
 import JunctionTerm
 import Synchronization
 
@@ -40,7 +41,8 @@ final class Bridges: Sendable {
 extension Node {
     /// Exposes `name` on this node: every message sent to it goes on to `process` on
     /// `node`, reached through the routes, with pids mapped to proxies on the way.
-    /// Monitors of `name` fire (`noconnection`) when the connection to `node` ends.
+    /// Monitors of `name` fire with the target's exit reason when it exits, and with
+    /// `noconnection` when the connection to `node` ends.
     @discardableResult
     public func bridge(_ name: String, to process: String, on node: NodeName) throws -> ProcessHandle {
         guard node != self.name else { throw BridgeError("a bridge forwards to another node, not to this one (\(node))") }
@@ -70,17 +72,14 @@ extension Node {
         monitorTarget(of: name, process: bridge.settings.process, on: bridge.settings.node, from: process.pid)
     }
 
-    /// A bridge to a process on an Erlang node monitors it (by name), so monitors of the
-    /// bridge fire with its exit reason when it goes away. Native nodes carry no
-    /// monitors: a bridge to one fires only when the connection ends.
+    /// A bridge monitors its target process by name once a connection to its node is up,
+    /// so monitors of the bridge fire with the target's exit reason when it goes away (and
+    /// with `noconnection` when the connection ends).
     func monitorTarget(of bridge: String, process: String, on node: NodeName, from bridgePid: Pid) {
-        guard bridges.state.withLock({ $0.targetMonitors[bridge] == nil }), let connection = connections.connection(node.atom) as? ErlangConnection else { return }
-        let reference = makeReference()
+        guard bridges.state.withLock({ $0.targetMonitors[bridge] == nil }), let connection = connections.connection(node.atom),
+            let reference = try? sendMonitor(from: bridgePid, on: .name(process, on: node), over: connection)
+        else { return }
         bridges.state.withLock { $0.targetMonitors[bridge] = reference }
-        // MONITOR_P {19, FromPid, ToProc, Ref}, ToProc the registered name.
-        if (try? connection.send(DistributionMessage(control: .tuple([.int(19), .pid(bridgePid), .atom(Atom(process)), .ref(reference)])))) == nil {
-            _ = bridges.state.withLock { $0.targetMonitors.removeValue(forKey: bridge) }
-        }
     }
 
     /// Maps the identities in `payload` for the destination's node and sends it on. A
@@ -161,18 +160,11 @@ extension Node {
         return proxy.pid
     }
 
-    /// Forwards what the proxy receives to its original. An original on an Erlang node
-    /// is monitored by the proxy: when it exits, the proxy is retired.
+    /// Forwards what the proxy receives to its original, which the proxy monitors: when
+    /// it exits (or its connection ends), the proxy is retired.
     func startProxy(_ proxy: ProcessHandle) {
         guard let original = bridges.state.withLock({ $0.originals[proxy.pid.id] }) else { return }
-        var monitor: Reference?
-        if let connection = connections.connection(original.node) as? ErlangConnection {
-            let reference = makeReference()
-            // MONITOR_P {19, FromPid, ToProc, Ref}
-            if (try? connection.send(DistributionMessage(control: .tuple([.int(19), .pid(proxy.pid), .pid(original), .ref(reference)])))) != nil {
-                monitor = reference
-            }
-        }
+        let monitor = connections.connection(original.node).flatMap { try? sendMonitor(from: proxy.pid, on: .pid(original), over: $0) }
         Task(executorPreference: executor) { [monitor] in
             while let message = try? await proxy.receive() {
                 if let monitor, case .term(.tuple(let down)) = message.payload, down.count == 5, down[0] == .atom("DOWN"), down[1] == .ref(monitor) {
@@ -199,11 +191,8 @@ extension Node {
     /// The connection to `peer` ended: monitors of the bridges to it fire; when it is
     /// gone for good (`retire`), the proxies of its pids and its reply tags go too.
     func bridgeTargetEnded(_ peer: Atom, retire: Bool) {
-        let ended = bridges.state.withLock { state in
-            let names = state.bridges.filter { $0.value.settings.node.atom == peer }.map(\.key)
-            for name in names { state.targetMonitors[name] = nil }
-            return names.compactMap { state.bridges[$0]?.handle }
-        }
+        // (The bridges' own monitors on their targets end with a DOWN noconnection each.)
+        let ended = bridges.state.withLock { state in state.bridges.values.filter { $0.settings.node.atom == peer }.map(\.handle) }
         for bridge in ended { notifyWatchers(of: bridge, reason: .atom("noconnection")) }
         guard retire else { return }
         let retired = bridges.state.withLock { state -> [ProcessHandle] in

@@ -178,6 +178,7 @@ extension Node {
         logger.debug("\(event)", metadata: ["junction.peer": "\(peer)"])
         noteConnectionEnded()
         bridgeTargetEnded(peer.atom, retire: !retaining)
+        monitorsEnded(peer: peer.atom)
         if retaining { startRedialling(peer, info: connection.info) }
     }
 

@@ -40,11 +40,15 @@ extension Node: NativeStackDelegate {
     /// malformed frame or payload throws, which closes that link only.
     public func received(_ frames: [Frame], on connection: NativeConnection) throws {
         let mapping = atomMappings?.mapping(for: connection.peer.atom)
+        var controls: [Frame] = []
         try processes.withLookup { byName, byId in
             for frame in frames {
                 var body = frame.payload
                 let target: ProcessHandle?
                 switch frame.kind {
+                case NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down:
+                    controls.append(frame)
+                    continue
                 case NativeFrameKind.sendName:
                     guard let length = body.readInteger(as: UInt8.self), let processName = body.readString(length: Int(length)) else {
                         throw NativeProtocolError("a message frame from \(connection.peer) has a malformed name")
@@ -60,5 +64,6 @@ extension Node: NativeStackDelegate {
                 target?.mailbox.deliver(try mapping?.fromPeer(.encoded(body)) ?? .encoded(body))
             }
         }
+        for frame in controls { try monitorFrame(frame, on: connection) }
     }
 }

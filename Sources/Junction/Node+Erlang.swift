@@ -1,5 +1,6 @@
 import JunctionCore
 import JunctionErlang
+import JunctionNative
 import JunctionTerm
 import Logging
 import NIOCore
@@ -91,7 +92,10 @@ extension Node: ErlangStackDelegate {
             // MONITOR_P_EXIT {21, FromProc, ToPid, Ref, Reason}; PAYLOAD_MONITOR_P_EXIT {28, FromProc, ToPid, Ref} + Reason
             guard let object = field(1), case .pid(let to)? = field(2), let ref = field(3) else { throw malformed(message, connection) }
             let reason = try field(4) ?? message.message?.term() ?? .atom("normal")
-            local(to)?.mailbox.deliver(.term(.tuple([.atom("DOWN"), ref, .atom("process"), object, reason])))
+            // Only for a monitor still in force; it names what was monitored as OTP does.
+            guard case .ref(let reference) = ref, let monitor = monitors.ended(reference) else { break }
+            _ = object
+            local(to)?.mailbox.deliver(.term(.tuple([.atom("DOWN"), ref, .atom("process"), monitor.object, reason])))
         default:
             logger.debug("ignored distribution operation \(operation) from \(connection.peer)")
         }
@@ -135,13 +139,21 @@ extension Node: ErlangStackDelegate {
     }
 
     /// Tells the Erlang processes monitoring or linked to `process` that it exited.
+    /// Tells the processes of other nodes monitoring or linked to `process` that it
+    /// exited (Erlang peers by DOWN and EXIT messages, native peers by down frames).
     func notifyWatchers(of process: ProcessHandle, reason: Term) {
         for watcher in watchers.take(local: process.pid.id) {
-            guard let connection = connections.connection(watcher.peer) as? ErlangConnection else { continue }
             do {
-                switch watcher.kind {
-                case .monitor(let ref, let target): try sendDown(target: target, to: watcher.remote, ref: ref, reason: reason, on: connection)
-                case .link: try sendExit(from: process.pid, to: watcher.remote, reason: reason, on: connection)
+                switch (watcher.kind, connections.connection(watcher.peer)) {
+                case (.monitor(let ref, let target), let connection as ErlangConnection):
+                    try sendDown(target: target, to: watcher.remote, ref: ref, reason: reason, on: connection)
+                case (.link, let connection as ErlangConnection):
+                    try sendExit(from: process.pid, to: watcher.remote, reason: reason, on: connection)
+                case (.monitor(let ref, let target), let connection as NativeConnection):
+                    let streamKey = Self.streamKey(from: process.pid, to: .pid(watcher.remote))
+                    try connection.sendControl(kind: NativeFrameKind.down, streamKey: streamKey, term: .tuple([.ref(ref), .pid(watcher.remote), target, reason]))
+                default:
+                    continue
                 }
             } catch {
                 logger.notice("could not tell \(watcher.remote) that \(process.pid) exited: \(error)")

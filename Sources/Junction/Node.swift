@@ -26,6 +26,7 @@ public final class Node: Sendable {
     let processes = ProcessRegistry()
     let connections: ConnectionTable
     let watchers = Watchers()
+    let monitors = OutgoingMonitors()
     let bridges: Bridges
     /// Nil unless a configured route maps atoms.
     let atomMappings: AtomMappings?

@@ -95,6 +95,14 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Queues a monitor, demonitor or down frame (`NativeFrameKind`) carrying `term`, on
+    /// the slot of `streamKey` so it keeps its place among that pair's messages.
+    public func sendControl(kind: UInt8, streamKey: UInt32, term: Term) throws {
+        _ = try slot(for: streamKey).outbox.enqueueFrame(kind: kind, streamKey: streamKey, compressible: false) { (buffer) throws(any Error) in
+            try ETF.encode(term, into: &buffer)
+        }
+    }
+
     /// One message frame: the addressing `address` writes, then the payload, whose
     /// size is checked against the agreed limit.
     func sendMessage(kind: UInt8, streamKey: UInt32, payload: Payload, address: (inout ByteBuffer) -> Void) throws -> Bool {

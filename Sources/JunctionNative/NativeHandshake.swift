@@ -22,6 +22,13 @@ public enum NativeFrameKind {
     public static let sendName: UInt8 = 16
     /// A message to a pid of the receiving node: `u32 id | u32 serial | ETF message`.
     public static let sendPid: UInt8 = 17
+    /// Monitor a process of the receiving node: ETF `{Ref, WatcherPid, Target}`, Target a
+    /// registered name (atom) or a pid.
+    public static let monitor: UInt8 = 18
+    /// Cancel a monitor: ETF `{Ref}`.
+    public static let demonitor: UInt8 = 19
+    /// A monitored process exited: ETF `{Ref, WatcherPid, Target, Reason}`.
+    public static let down: UInt8 = 20
     /// The sender closes the connection gracefully.
     public static let close: UInt8 = 32
 }

@@ -155,7 +155,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             return receiver.inflater
         }
         switch frame.kind {
-        case NativeFrameKind.sendName, NativeFrameKind.sendPid:
+        case NativeFrameKind.sendName, NativeFrameKind.sendPid, NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down:
             guard frame.flags & FrameFlags.compressed != 0 else {
                 batch.append(frame)
                 return

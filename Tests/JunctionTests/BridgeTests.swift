@@ -117,6 +117,33 @@ struct BridgeIdentityTests {
         #expect(printed.contains("echo=hi down=stopped_by_test"), "\(printed)")
     }
 
+    @Test("a monitor on a bridge to a native process fires with that process's exit reason when it exits")
+    func monitorFarNativeProcess() async throws {
+        let gateway = try await Gateway.start("gwn@localhost", bridges: "[{name: n_svc, node: nm@localhost, process: svc}]")
+        defer { Task { await gateway.stop() } }
+        let native = try await startNode(try nodeConfig("nm@localhost", stacks: [("native", gateway.registrar.port)]))
+        defer { Task { await native.shutdown() } }
+        let svc = try native.spawn(name: "svc")
+        let served = Task {
+            // Answers one {From, Msg}, then exits when told to stop.
+            let first = try await svc.receive().term()
+            if case .tuple(let fields) = first, case .pid(let from) = fields[0] { try await svc.send(.tuple([.atom("echo"), fields[1]]), to: .pid(from)) }
+            _ = try await svc.receive()
+            svc.exit()
+        }
+        defer { served.cancel() }
+        let printed = try await Erl.run("e23@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, """
+            G = 'gwn@localhost',
+            {n_svc, G} ! {self(), hi},
+            Echo = receive {echo, M} -> M after 5000 -> timeout end,
+            Ref = erlang:monitor(process, {n_svc, G}),
+            {n_svc, G} ! stop,
+            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 10000 -> timeout end,
+            io:format("echo=~w down=~w~n", [Echo, Down])
+            """)
+        #expect(printed.contains("echo=hi down=normal"), "\(printed)")
+    }
+
     @Test("proxies are bounded: past limits.bridgeProxies the oldest is retired, and a pid travelling home is itself again")
     func bounded() async throws {
         let registrar = try await startRegistrar()

@@ -1,0 +1,41 @@
+import Junction
+import JunctionCore
+import JunctionTerm
+import Testing
+
+/// Monitors between native nodes: `ProcessHandle.monitor` and the frames behind it.
+@Suite("Native monitors", .timeLimit(.minutes(1)))
+struct MonitorTests {
+    @Test("a monitor fires when the process exits (normal), at once for a missing one (noproc), never after demonitor, and on connection end (noconnection)")
+    func monitors() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        defer { Task { await a.shutdown(); await b.shutdown() } }
+        let svc = try b.spawn(name: "svc")
+        let other = try b.spawn(name: "other")
+        let third = try b.spawn()
+        let me = try a.spawn()
+
+        let onSvc = try await me.monitor(.name("svc", on: "b@localhost"))
+        let onNobody = try await me.monitor(.name("nobody", on: "b@localhost"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("DOWN"), .ref(onNobody), .atom("process"), .tuple([.atom("nobody"), .atom("b@localhost")]), .atom("noproc")]))
+
+        // Messages the process sent before exiting arrive before its DOWN.
+        try await svc.send(.atom("last_words"), to: .pid(me.pid))
+        svc.exit()
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .atom("last_words"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("DOWN"), .ref(onSvc), .atom("process"), .tuple([.atom("svc"), .atom("b@localhost")]), .atom("normal")]))
+
+        let cancelled = try await me.monitor(.name("other", on: "b@localhost"))
+        try me.demonitor(cancelled)
+        let onThird = try await me.monitor(.pid(third.pid))
+        other.exit()
+        // b closes the connection (and keeps it closed): the monitor on `third` fires with
+        // noconnection; none comes for `other`.
+        await b.request(.disconnectSystem("a@localhost"))
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("DOWN"), .ref(onThird), .atom("process"), .pid(third.pid), .atom("noconnection")]))
+        await #expect(throws: ReceiveTimeout.self) { _ = try await me.receive(timeout: .milliseconds(300)) }
+    }
+}
