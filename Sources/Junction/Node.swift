@@ -334,7 +334,6 @@ public final class Node: Sendable {
         guard let stack = runtime.withLock({ $0.stacks[resolved.stack] }) else { throw RouteUnusable("no stack named '\(resolved.stack)'") }
         let compression = route.compression ?? stack.settings.compression
         var flags = NativeFlags()
-        if route.flags.remoteSpawn == true { flags.insert(.remoteSpawn) }
         if route.flags.compression ?? compression.enabled { flags.insert(.compression) }
         return try await stack.connect(
             to: peer, route: resolved, cookie: route.cookie ?? cookie, flags: flags, compression: compression, maxMessageSize: route.flags.maxMessageSize,

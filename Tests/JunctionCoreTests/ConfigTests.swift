@@ -78,6 +78,7 @@ struct ConfigTests {
     /// (file, key path, part of the message) for each kind of mistake.
     static let badFiles: [(String, String, String)] = [
         (edited("routes:", "extra: 1\nroutes:"), "extra", "unknown key"),
+        (edited("remoteSpawn: false", "remoteSpawn: true"), "routes[0].flags.remoteSpawn", "do not run processes spawned by peers"),
         (edited("writeCoalescing: 20us", "tls: {certificate: a.pem, key: a.key}"), "stacks[0].tls.trust", "required key is missing"),
         (edited("logLevel: debug", "certificate: {certificate: a.pem}"), "routes[0].certificate.key", "required key is missing"),
         (edited("{svc: svc_v2}", "{svc: svc_v2, web: svc_v2}"), "routes[0].atomMapping", "both map to 'svc_v2'"),

@@ -405,6 +405,11 @@ struct FlagSettings: Decodable {
             remoteSpawn: try container.decodeIfPresent(Bool.self, forKey: .remoteSpawn),
             compression: try container.decodeIfPresent(Bool.self, forKey: .compression),
             maxMessageSize: try container.decodeIfPresent(Int.self, forKey: .maxMessageSize))
+        if flags.remoteSpawn == true {
+            throw invalid(
+                decoder.codingPath + [CodingKeys.remoteSpawn],
+                "Junction nodes do not run processes spawned by peers, so remote spawn cannot be offered; remove the key (false is the default)")
+        }
         if let size = flags.maxMessageSize, !(1024...(1 << 30)).contains(size) {
             throw invalid(decoder.codingPath + [CodingKeys.maxMessageSize], "must be between 1024 and 1073741824 bytes, not \(size)")
         }
