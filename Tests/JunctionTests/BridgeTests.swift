@@ -82,7 +82,7 @@ struct BridgeIdentityTests {
         defer { service.cancel() }
         let erl = try Erl.node("e9@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, then: """
             Self = self(),
-            spawn(fun() -> Self ! {done, gen_server:call({svc, 'gwp@localhost'}, hi)} end),
+            spawn(fun() -> Self ! {done, gen_server:call({svc, 'gwp@localhost'}, hi, 30000)} end),
             receive {done, R} -> io:format("call=~w~n", [R]) end,
             receive after infinity -> ok end
             """)
@@ -108,10 +108,10 @@ struct BridgeIdentityTests {
         let printed = try await Erl.run("e22@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, """
             G = 'gwm@localhost',
             {e_svc, G} ! {self(), hi},
-            Echo = receive {echo, M} -> M after 5000 -> timeout end,
+            Echo = receive {echo, M} -> M after 30000 -> timeout end,
             Ref = erlang:monitor(process, {e_svc, G}),
             {e_svc, G} ! stop,
-            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 10000 -> timeout end,
+            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 30000 -> timeout end,
             io:format("echo=~w down=~w~n", [Echo, Down])
             """)
         #expect(printed.contains("echo=hi down=stopped_by_test"), "\(printed)")
@@ -135,10 +135,10 @@ struct BridgeIdentityTests {
         let printed = try await Erl.run("e23@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, """
             G = 'gwn@localhost',
             {n_svc, G} ! {self(), hi},
-            Echo = receive {echo, M} -> M after 5000 -> timeout end,
+            Echo = receive {echo, M} -> M after 30000 -> timeout end,
             Ref = erlang:monitor(process, {n_svc, G}),
             {n_svc, G} ! stop,
-            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 10000 -> timeout end,
+            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 30000 -> timeout end,
             io:format("echo=~w down=~w~n", [Echo, Down])
             """)
         #expect(printed.contains("echo=hi down=normal"), "\(printed)")

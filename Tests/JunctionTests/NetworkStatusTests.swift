@@ -59,16 +59,16 @@ struct NetworkStatusTests {
     func silentNativePeer() async throws {
         let registrar = try await startRegistrar()
         defer { Task { await registrar.shutdown() } }
-        let config = try nodeConfig("n@localhost", stacks: [("native", registrar.port)], stackExtra: "silenceTimeout: 1s", poolSize: 1, handshakeTimeout: "1s")
+        let config = try nodeConfig("n@localhost", stacks: [("native", registrar.port)], stackExtra: "silenceTimeout: 2s", poolSize: 1, handshakeTimeout: "1s")
         let node = try await startNode(config)
         defer { Task { await node.shutdown() } }
         var status = node.networkStatus().makeAsyncIterator()
         _ = await status.next()
         let address = try #require(node.listening["native"]?.first)
         let peer = try await RawPeer.connect(to: address, as: "raw@localhost", target: "n@localhost", cookie: "test-cookie", flags: [])
-        // The idle node heartbeats every quarter second. The peer heartbeats every tenth of
-        // a second from its event loop, from the handshake on, until the node's sixth:
-        // longer than the one-second silence timeout, and the link stays open.
+        // The idle node heartbeats every half second. The peer heartbeats every tenth of a
+        // second from its event loop, from the handshake on, until the node's sixth: longer
+        // than the two-second silence timeout, and the link stays open.
         var beat = ByteBuffer()
         Frame.write(kind: NativeFrameKind.heartbeat, streamKey: 0, into: &beat) { _ in }
         let answering = peer.channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(100)) { [beat] _ in
@@ -95,7 +95,7 @@ struct NetworkStatusTests {
             return
         }
         #expect(info.node == "raw@localhost")
-        #expect(reason.contains("received nothing, not even a heartbeat, for 1.0 s"), "\(reason)")
+        #expect(reason.contains("received nothing, not even a heartbeat, for 2.0 s"), "\(reason)")
     }
 
     @Test("a failed acceptor is reported, bound again on the same port with the rules still in force; live connections go on")
