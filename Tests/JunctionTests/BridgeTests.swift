@@ -94,6 +94,21 @@ struct BridgeIdentityTests {
         #expect(gateway.node.bridges.proxyCount == 0)
     }
 
+    /// From a short-lived OTP node: sends `{self(), hi}` to `bridge` on `gateway` and takes
+    /// the `{echo, hi}` answer, monitors the bridge, tells it `stop`, and prints
+    /// `echo=... down=Reason`.
+    func callThenMonitor(_ bridge: String, on gateway: String, from client: String, epmdPort: Int) async throws -> String {
+        try await Erl.run(client, cookie: "erlcookie", epmdPort: epmdPort, """
+            Bridge = {\(bridge), '\(gateway)'},
+            Bridge ! {self(), hi},
+            Echo = receive {echo, M} -> M after 30000 -> timeout end,
+            Ref = erlang:monitor(process, Bridge),
+            Bridge ! stop,
+            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 30000 -> timeout end,
+            io:format("echo=~w down=~w~n", [Echo, Down])
+            """)
+    }
+
     @Test("a monitor on a bridge to an Erlang process fires with that process's exit reason when it exits")
     func monitorFarProcess() async throws {
         let gateway = try await Gateway.start("gwm@localhost", bridges: "[{name: e_svc, node: e21@localhost, process: svc}]")
@@ -105,15 +120,7 @@ struct BridgeIdentityTests {
             """)
         defer { far.signal(SIGKILL) }
         try await far.waitForLine(containing: "serving")
-        let printed = try await Erl.run("e22@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, """
-            G = 'gwm@localhost',
-            {e_svc, G} ! {self(), hi},
-            Echo = receive {echo, M} -> M after 30000 -> timeout end,
-            Ref = erlang:monitor(process, {e_svc, G}),
-            {e_svc, G} ! stop,
-            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 30000 -> timeout end,
-            io:format("echo=~w down=~w~n", [Echo, Down])
-            """)
+        let printed = try await callThenMonitor("e_svc", on: "gwm@localhost", from: "e22@localhost", epmdPort: gateway.epmdPort)
         #expect(printed.contains("echo=hi down=stopped_by_test"), "\(printed)")
     }
 
@@ -132,15 +139,7 @@ struct BridgeIdentityTests {
             svc.exit()
         }
         defer { served.cancel() }
-        let printed = try await Erl.run("e23@localhost", cookie: "erlcookie", epmdPort: gateway.epmdPort, """
-            G = 'gwn@localhost',
-            {n_svc, G} ! {self(), hi},
-            Echo = receive {echo, M} -> M after 30000 -> timeout end,
-            Ref = erlang:monitor(process, {n_svc, G}),
-            {n_svc, G} ! stop,
-            Down = receive {'DOWN', Ref, process, _, Why} -> Why after 30000 -> timeout end,
-            io:format("echo=~w down=~w~n", [Echo, Down])
-            """)
+        let printed = try await callThenMonitor("n_svc", on: "gwn@localhost", from: "e23@localhost", epmdPort: gateway.epmdPort)
         #expect(printed.contains("echo=hi down=normal"), "\(printed)")
     }
 
