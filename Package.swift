@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -79,10 +80,18 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        .target(
+            name: "JunctionLoad",
+            dependencies: [
+                "Junction",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "junction",
             dependencies: [
                 "Junction",
+                "JunctionLoad",
                 "JunctionTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -103,8 +112,9 @@ let package = Package(
             dependencies: ["JunctionErlang", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
-            name: "JunctionTests", dependencies: ["Junction", .product(name: "NIOSSL", package: "swift-nio-ssl")], exclude: ["Fixtures"]
+            name: "JunctionTests", dependencies: ["Junction", "JunctionLoad", .product(name: "NIOSSL", package: "swift-nio-ssl")], exclude: ["Fixtures"]
         ),
+        .testTarget(name: "JunctionLoadTests", dependencies: ["JunctionLoad"]),
     ],
     swiftLanguageModes: [.v6]
 )

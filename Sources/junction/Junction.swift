@@ -12,7 +12,7 @@ struct JunctionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "junction",
         abstract: "A gateway node for message-passing clusters.",
-        subcommands: [Run.self, Send.self, Routes.self, Bench.self])
+        subcommands: [Run.self, Send.self, Routes.self, Bench.self, Load.self])
 }
 
 /// Options every subcommand shares.

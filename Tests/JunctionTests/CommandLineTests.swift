@@ -1,4 +1,5 @@
 import Foundation
+import JunctionLoad
 import NIOPosix
 import JunctionErlang
 import Synchronization
@@ -68,94 +69,8 @@ struct CommandLineTests {
     }
 }
 
-/// A child process whose output is collected as it arrives.
-final class NodeProcess: Sendable {
-    let process: Process
-    let stderrText = Mutex("")
-    let stdoutText = Mutex("")
-    let lines: AsyncStream<String>
-    let lineSink: AsyncStream<String>.Continuation
-    let exited: AsyncStream<Int32>
-    let exitSink: AsyncStream<Int32>.Continuation
-
-    init(binary: URL, arguments: [String], environment: [String: String]) throws {
-        process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.environment = environment
-        (lines, lineSink) = AsyncStream.makeStream(of: String.self)
-        (exited, exitSink) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
-        let errorPipe = Pipe()
-        let outputPipe = Pipe()
-        process.standardError = errorPipe
-        process.standardOutput = outputPipe
-        // Each pipe is read to its end by a thread of its own (blocking reads: no dispatch
-        // sources, which crash on Linux when many children exit at once); the exit is
-        // reported once both pipes are drained and the process has terminated.
-        let errors = errorPipe.fileHandleForReading
-        let output = outputPipe.fileHandleForReading
-        Thread.detachNewThread { self.drain(errors, isError: true) }
-        Thread.detachNewThread { self.drain(output, isError: false) }
-        process.terminationHandler = { process in
-            let status = process.terminationStatus
-            self.finish { $0.status = status }
-        }
-        try process.run()
-    }
-
-    /// Open pipes and the exit status, until both pipes are drained and it exited.
-    let ending = Mutex((openPipes: 2, status: Int32?.none))
-
-    func drain(_ handle: FileHandle, isError: Bool) {
-        while case let data = handle.availableData, !data.isEmpty {
-            let chunk = String(decoding: data, as: UTF8.self)
-            if isError { stderrText.withLock { $0 += chunk } } else { stdoutText.withLock { $0 += chunk } }
-            lineSink.yield(chunk)
-        }
-        finish { $0.openPipes -= 1 }
-    }
-
-    func finish(_ update: (inout (openPipes: Int, status: Int32?)) -> Void) {
-        let status = ending.withLock { state -> Int32? in
-            update(&state)
-            return state.openPipes == 0 ? state.status : nil
-        }
-        guard let status else { return }
-        lineSink.finish()
-        exitSink.yield(status)
-        exitSink.finish()
-    }
-
-    var output: String { stderrText.withLock { $0 } }
-    var standardOutput: String { stdoutText.withLock { $0 } }
-
-    /// Waits until the process has printed (on either stream) a line containing `text`
-    /// (fails if it exits first).
-    func waitForLine(containing text: String) async throws {
-        if output.contains(text) || standardOutput.contains(text) { return }
-        for await _ in lines where output.contains(text) || standardOutput.contains(text) { return }
-        throw CommandLineFailure(message: "the process exited before printing '\(text)'; it printed:\n\(standardOutput)\n\(output)")
-    }
-
-    func exitStatus() async -> Int32 {
-        for await status in exited { return status }
-        return process.terminationStatus
-    }
-
-    /// Signals the process by its pid: SIGTERM (a graceful shutdown) unless told
-    /// otherwise (`erl -noshell` does not act on SIGTERM). Does not wait: the exit is
-    /// reported through `exitStatus()` (Foundation's `waitUntilExit` is not safe with
-    /// many processes exiting at once).
-    func signal(_ signal: Int32 = SIGTERM) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
-    }
-
-    /// Signals the process and waits until it has exited.
-    func stop(signal: Int32 = SIGTERM) async {
-        self.signal(signal)
-        _ = await exitStatus()
-    }
-}
+/// The tests' name for the library's child process.
+typealias NodeProcess = ChildProcess
 
 struct CommandLineFailure: Error, CustomStringConvertible {
     let message: String

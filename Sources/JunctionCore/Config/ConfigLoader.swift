@@ -9,6 +9,12 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
     /// The file, when the configuration came from one.
     public let file: String?
 
+    public init(keyPath: String, message: String, file: String?) {
+        self.keyPath = keyPath
+        self.message = message
+        self.file = file
+    }
+
     public var description: String {
         let place = file.map { "\($0): " } ?? ""
         return keyPath.isEmpty ? "\(place)\(message)" : "\(place)\(keyPath): \(message)"
@@ -28,8 +34,14 @@ public enum ConfigLoader {
     }
 
     public static func load(yaml text: String, file: String? = nil) throws(ConfigError) -> JunctionConfig {
+        try decode(JunctionConfig.self, yaml: text, file: file)
+    }
+
+    /// Decodes any of Junction's YAML documents (a config, a load scenario), with errors
+    /// that name the key path.
+    public static func decode<T: Decodable>(_ type: T.Type, yaml text: String, file: String? = nil) throws(ConfigError) -> T {
         do {
-            return try YAMLDecoder().decode(JunctionConfig.self, from: text)
+            return try YAMLDecoder().decode(T.self, from: text)
         } catch let error as DecodingError {
             throw describe(error, file: file)
         } catch {
