@@ -142,9 +142,15 @@ extension Node {
                 watchers.add(.monitor(ref: reference, target: target), peer: connection.peer.atom, remote: watcher, local: process.pid.id)
                 bridgeWatched(process)
             } else {
+                // No such process: DOWN noproc at once (a failure to send it is the
+                // connection's, not the peer's input: logged, not thrown).
                 let object: Term = if case .atom = target { .tuple([target, .atom(name.atom)]) } else { target }
-                try connection.sendControl(
-                    kind: NativeFrameKind.down, streamKey: 0, term: .tuple([.ref(reference), .pid(watcher), object, .atom("noproc")]))
+                do {
+                    try connection.sendControl(
+                        kind: NativeFrameKind.down, streamKey: 0, term: .tuple([.ref(reference), .pid(watcher), object, .atom("noproc")]))
+                } catch {
+                    logger.notice("could not tell \(watcher) that \(target) does not exist: \(error)")
+                }
             }
         case (NativeFrameKind.demonitor, 1):
             watchers.removeMonitor(reference)

@@ -209,17 +209,39 @@ public final class Node: Sendable {
         let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
         let pending = PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize)
-        switch try connections.route(peer, message: pending) {
-        case .connection(let connection):
-            if try connection.send(payload, to: destination, from: sender, streamKey: streamKey) {
-                try await connection.waitUntilWritable(streamKey: streamKey)
+        // A connection that ends between the lookup and the write refuses the message
+        // (OutboxClosed) before the table knows: look again, so it is retained (or goes
+        // on the next connection) instead of failing.
+        var dead: (any PeerConnection)?
+        for attempt in 0..<4 {
+            switch try connections.route(peer, message: pending) {
+            case .connection(let connection):
+                if connection === dead {
+                    guard attempt < 3 else { throw OutboxClosed(peer: peer.name) }
+                    await Task.yield()
+                    continue
+                }
+                let backedUp: Bool
+                do {
+                    backedUp = try connection.send(payload, to: destination, from: sender, streamKey: streamKey)
+                } catch is OutboxClosed {
+                    dead = connection
+                    await Task.yield()
+                    continue
+                }
+                // Queued: from here on its fate is the connection's (a close while waiting
+                // leaves it among the frames the loss reports).
+                if backedUp { try? await connection.waitUntilWritable(streamKey: streamKey) }
+                return
+            case .queued(let outcome, let startDial):
+                if startDial { startDialling(peer) }
+                try await outcome.wait()
+                return
+            case .retained:
+                return
             }
-        case .queued(let outcome, let startDial):
-            if startDial { startDialling(peer) }
-            try await outcome.wait()
-        case .retained:
-            return
         }
+        throw OutboxClosed(peer: peer.name)
     }
 
     /// The sender of messages sent on the node's behalf rather than a process's.
@@ -400,7 +422,7 @@ public final class Node: Sendable {
 
     /// Closes every connection gracefully, unregisters, and stops the stacks.
     public func shutdown() async {
-        for process in processes.all() { process.exit() }
+        for process in processes.all() { process.end() }
         await withTaskGroup(of: Void.self) { group in
             for connection in connections.all() { group.addTask { await connection.closeAndWait() } }
         }

@@ -64,9 +64,15 @@ public final class ProcessHandle: Sendable {
     /// Unregisters the process and closes its mailbox; Erlang processes monitoring or
     /// linked to it hear `normal`.
     public func exit() {
+        end()
+        node.notifyWatchers(of: self, reason: .atom("normal"))
+    }
+
+    /// Unregisters and closes the mailbox without telling watchers (the node is
+    /// stopping: they hear `noconnection` when its connections close, as in OTP).
+    func end() {
         node.processes.remove(self)
         mailbox.close()
-        node.notifyWatchers(of: self, reason: .atom("normal"))
     }
 }
 

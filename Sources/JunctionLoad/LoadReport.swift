@@ -63,6 +63,7 @@ public final class RouteRecorder: Sendable {
         var sent = 0
         var received = 0
         var errors = 0
+        var errorKinds: Set<String> = []
         var payloadBytes = 0
     }
 
@@ -71,7 +72,15 @@ public final class RouteRecorder: Sendable {
     public init() {}
 
     public func sent() { state.withLock { $0.sent += 1 } }
-    public func failed() { state.withLock { $0.errors += 1 } }
+
+    /// A send failed; true for the first failure with this description (worth reporting).
+    @discardableResult
+    public func failed(_ description: String = "") -> Bool {
+        state.withLock { state in
+            state.errors += 1
+            return state.errorKinds.insert(description).inserted
+        }
+    }
 
     /// An answer in the measured window, `second` seconds into it, after `latency` ns.
     public func answered(latency nanoseconds: UInt64, second: Int, payloadBytes: Int) {

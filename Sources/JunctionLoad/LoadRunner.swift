@@ -198,7 +198,8 @@ public final class LoadRunner: Sendable {
                 for index in 0..<run.route.senders {
                     let process = try node.spawn()
                     let sender = Sender(
-                        route: run.route, index: index, process: process, recorder: run.recorder, records: records, warmup: warmup, end: end, now: { nanos(clock.now) })
+                        route: run.route, index: index, process: process, recorder: run.recorder, records: records, warmup: warmup, end: end, now: { nanos(clock.now) },
+                        report: event)
                     tasks.addTask { await sender.send() }
                     tasks.addTask { await sender.receive(until: end + UInt64(self.scenario.drain.nanoseconds)) }
                 }
@@ -315,6 +316,8 @@ struct Sender: Sendable {
     let warmup: UInt64
     let end: UInt64
     let now: @Sendable () -> UInt64
+    /// Adds an event to the report (the first failure of each kind).
+    let report: @Sendable (String) -> Void
     /// For a closed loop: the answer to the outstanding message.
     let answered = AsyncStream.makeStream(of: Void.self)
 
@@ -367,7 +370,7 @@ struct Sender: Sendable {
         do {
             try await process.send(term, to: destination)
         } catch {
-            if due >= warmup { recorder.failed() }
+            if due >= warmup, recorder.failed("\(type(of: error))") { report("route \(route.name): a send failed: \(error)") }
             if route.rate == nil { answered.continuation.yield() }
         }
     }

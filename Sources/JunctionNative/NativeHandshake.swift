@@ -93,6 +93,8 @@ public struct HandshakeError: Error, Sendable, Hashable, CustomStringConvertible
         case simultaneous = 6
         case timeout = 7
         case alreadyConnected = 8
+        /// (join) The acceptor does not know the connection: it restarted, or ended it.
+        case unknownConnection = 9
     }
 
     public let reason: Reason

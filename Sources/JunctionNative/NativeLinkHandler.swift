@@ -132,6 +132,12 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 let action = handshake.malformedInput("the peer's bytes are not a Junction handshake (\(error)): it does not speak Junction's protocol")
                 phase = .handshake(handshake)
                 perform(action, context: context)
+            case .joining(let connection, let slot, _):
+                // A refused join: the rejoin logic decides what it means.
+                logger.notice("joining link \(slot.index) to \(connection.peer) failed: \(error)")
+                complete(.failure(error))
+                phase = .closed
+                context.close(promise: nil)
             default:
                 protocolError(error, context: context)
             }
@@ -347,7 +353,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             return
         }
         guard let connection = stack.joinable(request.connectionID) else {
-            refuseJoin("a join for unknown connection \(request.connectionID) (stale, or never established)", context: context)
+            refuseJoin("a join for unknown connection \(request.connectionID) (stale, or never established)", reason: .unknownConnection, context: context)
             return
         }
         guard request.isAuthentic(sessionKey: connection.negotiated.sessionKey) else {
@@ -383,12 +389,12 @@ final class NativeLinkHandler: ChannelInboundHandler {
         closeIfConnectionClosing(connection, context: context)
     }
 
-    func refuseJoin(_ what: String, context: ChannelHandlerContext) {
+    func refuseJoin(_ what: String, reason: HandshakeError.Reason = .notAllowed, context: ChannelHandlerContext) {
         logger.warning("refused \(what)")
         phase = .closed
         var buffer = ByteBuffer()
         Frame.write(kind: NativeFrameKind.reject, streamKey: 0, into: &buffer) { buffer in
-            buffer.writeInteger(HandshakeError.Reason.notAllowed.rawValue)
+            buffer.writeInteger(reason.rawValue)
             NativeHandshake.writeName("join refused: \(what)", into: &buffer)
         }
         let channel = context.channel
@@ -401,8 +407,11 @@ final class NativeLinkHandler: ChannelInboundHandler {
             let peerReceived = LinkJoin.parseAccept(frame.payload, for: request, sessionKey: connection.negotiated.sessionKey)
         else {
             var payload = frame.payload
-            _ = payload.readInteger(as: UInt8.self)
+            let reason = payload.readInteger(as: UInt8.self)
             let text = frame.kind == NativeFrameKind.reject ? NativeHandshake.readName(&payload) ?? "no reason" : "an answer that is not a valid join acceptance"
+            if frame.kind == NativeFrameKind.reject, reason == HandshakeError.Reason.unknownConnection.rawValue {
+                throw ConnectionForgotten(peer: connection.peer)
+            }
             throw NativeProtocolError("\(connection.peer) refused link \(slot.index): \(text)")
         }
         slot.link.withLock { $0 = context.channel }
@@ -445,6 +454,13 @@ final class NativeLinkHandler: ChannelInboundHandler {
             }
         }
     }
+}
+
+/// A rejoin refused because the peer no longer knows the connection (it restarted):
+/// trying again cannot help, the connection is lost.
+struct ConnectionForgotten: Error, CustomStringConvertible {
+    let peer: NodeName
+    var description: String { "\(peer) no longer knows the connection (it restarted, or ended it)" }
 }
 
 /// A native protocol violation or a lost link.

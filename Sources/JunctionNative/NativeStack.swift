@@ -2,6 +2,7 @@ import JunctionCore
 import JunctionTransport
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Synchronization
 
@@ -182,6 +183,14 @@ public final class NativeStack: Sendable {
                 connection.countRejoin()
                 logger.info("link \(slot.index) to \(connection.peer) rejoined (attempt \(attempt))")
                 return
+            } catch let forgotten as ConnectionForgotten {
+                end(connection, error: NativeProtocolError("\(lost) \(forgotten)"))
+                return
+            } catch where Self.refused(error) {
+                // Nothing listens where the peer did: it stopped (a partition would time out).
+                let route = connection.route.map { "\($0.host):\($0.port)" } ?? "its address"
+                end(connection, error: NativeProtocolError("\(lost) nothing listens at \(route) any more (the peer stopped or restarted)"))
+                return
             } catch {
                 logger.debug("rejoining link \(slot.index) to \(connection.peer) failed: \(error)")
             }
@@ -189,6 +198,13 @@ public final class NativeStack: Sendable {
             delay = min(delay * 2, .seconds(2))
         }
         end(connection, error: NativeProtocolError("\(lost) \(Self.rejoinAttempts) rejoins failed"))
+    }
+
+    /// The connection attempt was actively refused (ECONNREFUSED).
+    static func refused(_ error: any Error) -> Bool {
+        if let error = error as? IOError { return error.errnoCode == ECONNREFUSED }
+        if let error = error as? NIOConnectionError { return !error.connectionErrors.isEmpty && error.connectionErrors.allSatisfy { refused($0.error) } }
+        return false
     }
 
     /// Ends a connection whose link could not be restored. Frames the peer did not

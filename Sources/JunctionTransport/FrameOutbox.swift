@@ -6,6 +6,7 @@ import Synchronization
 /// Why a frame could not be queued.
 public struct OutboxClosed: Error, Sendable, CustomStringConvertible {
     public let peer: String
+    public init(peer: String) { self.peer = peer }
     public var description: String { "the link to \(peer) is closed; the message was not sent" }
 }
 
