@@ -150,11 +150,18 @@ public final class LoadRunner: Sendable {
     /// The runner's own node: native, and Erlang when the scenario has Erlang nodes.
     func runnerConfig(registrarPort: Int, epmdPort: Int) throws -> JunctionConfig {
         var stacks = [StackSettings(name: "native", registrar: RegistrarSettings(host: "127.0.0.1", port: registrarPort))]
-        var routes: [RouteSettings] = []
+        var routeLines: [String] = []
+        for route in scenario.routes {
+            guard let compression = route.compression, !routeLines.contains(where: { $0.contains("\"^\(NSRegularExpression.escapedPattern(for: route.node.description))$\"") }) else { continue }
+            routeLines.append(
+                "{match: \"^\(NSRegularExpression.escapedPattern(for: route.node.description))$\", resolver: native, compression: {enabled: \(compression.enabled), level: \(compression.level), threshold: \(compression.threshold), mode: \(compression.mode.rawValue)}}"
+            )
+        }
         if let erlangPattern {
             stacks.append(StackSettings(name: "erlang", kind: .erlang, erlang: ErlangSettings(epmdPort: epmdPort, embeddedEpmd: false)))
-            routes = try ConfigLoader.decode([RouteSettings].self, yaml: "[{match: \"\(erlangPattern)\", resolver: erlang}]")
+            routeLines.append("{match: \"\(erlangPattern)\", resolver: erlang}")
         }
+        let routes = try ConfigLoader.decode([RouteSettings].self, yaml: "[\(routeLines.joined(separator: ", "))]")
         return JunctionConfig(
             node: NodeSettings(name: try NodeName("load_\(UInt32.random(in: 0...UInt32.max))@localhost"), cookie: CookieSource(env: "JUNCTION_COOKIE")),
             stacks: stacks, routes: routes, limits: scenario.limits)
@@ -340,12 +347,15 @@ struct Sender: Sendable {
 
     func send() async {
         var sequence = 0
+        // This sender's share of the route's message count.
+        let limit = route.messages.map { $0 / route.senders + (index < $0 % route.senders ? 1 : 0) } ?? Int.max
         if let rate = route.rate {
             let schedule = OpenLoopSchedule(start: now(), ratePerSecond: Double(rate) / Double(route.senders))
             while true {
                 let current = now()
                 guard current < end else { return }
-                let due = schedule.dueCount(at: current)
+                let due = min(schedule.dueCount(at: current), limit)
+                guard sequence < limit else { return }
                 while sequence < due {
                     await sendOne(sequence, due: schedule.due(sequence))
                     sequence += 1
@@ -356,7 +366,7 @@ struct Sender: Sendable {
             }
         } else {
             var iterator = answered.stream.makeAsyncIterator()
-            while now() < end {
+            while now() < end, sequence < limit {
                 await sendOne(sequence, due: now())
                 sequence += 1
                 guard await iterator.next() != nil else { return }

@@ -50,6 +50,14 @@ public struct LoadScenario: Sendable, Decodable {
             if routes[..<index].contains(where: { $0.name == route.name }) {
                 throw invalid(routePath + [LoadRoute.CodingKeys.name], "route name '\(route.name)' is used twice")
             }
+            if let compression = route.compression {
+                if nodes.first(where: { $0.name == route.node })?.kind == .erlang {
+                    throw invalid(routePath + [LoadRoute.CodingKeys.compression], "\(route.node) is reached over Erlang distribution, which has no compression")
+                }
+                if routes[..<index].contains(where: { $0.node == route.node && $0.compression != compression }) {
+                    throw invalid(routePath + [LoadRoute.CodingKeys.compression], "another route to \(route.node) compresses differently: one node, one setting")
+                }
+            }
         }
         let end = warmup.nanoseconds + duration.nanoseconds
         for (index, fault) in faults.enumerated() {
@@ -120,9 +128,15 @@ public struct LoadRoute: Sendable, Decodable {
     /// Messages per second over all senders (open loop: latency counts from when each
     /// message was due); nil: closed loop, each sender waits for its reply.
     public var rate: Int?
+    /// Messages over all senders, after which the route stops sending (the run still
+    /// lasts `duration`); nil: until the run ends.
+    public var messages: Int?
     public var payload: LoadPayload
+    /// How the runner compresses what it sends to this route's node (over the native
+    /// stack), instead of the defaults.
+    public var compression: CompressionSettings?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, node, process, senders, rate, payload }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, node, process, senders, rate, messages, payload, compression }
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
@@ -132,8 +146,13 @@ public struct LoadRoute: Sendable, Decodable {
         process = try container.value(.process, default: "echo")
         senders = try container.value(.senders, default: 1)
         rate = try container.decodeIfPresent(Int.self, forKey: .rate)
+        messages = try container.decodeIfPresent(Int.self, forKey: .messages)
+        compression = try container.decodeIfPresent(CompressionSettings.self, forKey: .compression)
         payload = try container.value(.payload, default: LoadPayload(kind: .small, sizes: [LoadPayload.Size(bytes: 0, weight: 1)]))
         guard (1...1000).contains(senders) else { throw invalid(decoder.codingPath + [CodingKeys.senders], "must be 1...1000, not \(senders)") }
+        if let messages, messages < senders {
+            throw invalid(decoder.codingPath + [CodingKeys.messages], "must be at least one message per sender (\(senders)), not \(messages)")
+        }
         if let rate, rate < senders {
             throw invalid(decoder.codingPath + [CodingKeys.rate], "must be at least one message per second per sender (\(senders)), not \(rate)")
         }

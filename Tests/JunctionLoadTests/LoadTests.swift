@@ -14,7 +14,7 @@ let validScenario = """
       - {name: gw@localhost, kind: gateway, bridges: [{name: e1_echo, node: e1@localhost, process: echo}]}
     routes:
       - {name: direct, node: n1@localhost, senders: 2, rate: 1000, payload: {kind: json, sizes: [{bytes: 100, weight: 3}, {bytes: 2000}]}}
-      - {node: gw@localhost, process: e1_echo}
+      - {node: gw@localhost, process: e1_echo, messages: 500, compression: {mode: message, threshold: 64}}
     faults:
       - {at: 3s, action: pause, node: n1@localhost, for: 1s}
     """
@@ -30,14 +30,14 @@ struct LoadScenarioTests {
         #expect(loaded.routes[0].rate == 1000 && loaded.routes[0].senders == 2)
         #expect(loaded.routes[1].name == "gw@localhost" && loaded.routes[1].rate == nil && loaded.routes[1].payload.kind == .small)
         #expect(loaded.drain == .seconds(5))
+        #expect(loaded.routes[1].messages == 500 && loaded.routes[1].compression?.mode == .message && loaded.routes[1].compression?.threshold == 64)
         // Weighted sizes: three quarters of the draws are 100 bytes.
         let payload = loaded.routes[0].payload
         #expect(payload.size(at: 0.0) == 100 && payload.size(at: 0.74) == 100 && payload.size(at: 0.76) == 2000)
     }
 
-    @Test(
-        "mistakes are refused with the key path",
-        arguments: [
+    /// (edited scenario, key path, part of the message); an empty key path: accepted.
+    static let mistakes: [(String, String, String)] = [
             (validScenario.replacingOccurrences(of: "duration: 5s", with: "duration: 5s\nspeed: 3"), "speed", "unknown key"),
             (validScenario.replacingOccurrences(of: "kind: erlang", with: "kind: beam"), "nodes[1].kind", "unknown node kind 'beam'"),
             (validScenario.replacingOccurrences(of: "{name: direct, node: n1@localhost", with: "{name: direct, node: n9@localhost"), "routes[0].node", "no node 'n9@localhost'"),
@@ -48,7 +48,11 @@ struct LoadScenarioTests {
             (validScenario.replacingOccurrences(of: "{kind: json, sizes", with: "{kind: small, sizes"), "routes[0].payload.kind", "a small payload has no size"),
             (validScenario.replacingOccurrences(of: "{name: e1@localhost, kind: erlang}", with: "{name: e1@localhost, kind: erlang, compression: {mode: stream}}"), "nodes[1].compression", "no compression"),
             (validScenario.replacingOccurrences(of: "action: pause", with: "action: explode"), "faults[0].action", "unknown fault 'explode'"),
-        ])
+            (validScenario.replacingOccurrences(of: "messages: 500", with: "senders: 2, messages: 1"), "routes[1].messages", "at least one message per sender"),
+            (validScenario.replacingOccurrences(of: "{node: gw@localhost, process: e1_echo", with: "{node: e1@localhost, process: echo"), "routes[1].compression", "no compression"),
+    ]
+
+    @Test("mistakes are refused with the key path", arguments: mistakes)
     func refused(yaml: String, keyPath: String, message: String) throws {
         guard !keyPath.isEmpty else {
             _ = try scenario(yaml)  // an empty bridge list on a native node is fine
