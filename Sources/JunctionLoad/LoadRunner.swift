@@ -200,22 +200,22 @@ public final class LoadRunner: Sendable {
         let runs = scenario.routes.map { RouteRun(route: $0) }
         let records = benchRecordsText()
 
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            for run in runs {
-                for index in 0..<run.route.senders {
-                    let process = try node.spawn()
-                    let sender = Sender(
-                        route: run.route, index: index, process: process, recorder: run.recorder, records: records, warmup: warmup, end: end, now: { nanos(clock.now) },
-                        report: event)
-                    tasks.addTask { await sender.send() }
-                    tasks.addTask { await sender.receive(until: end + UInt64(self.scenario.drain.nanoseconds)) }
-                }
+        var senders: [Sender] = []
+        for run in runs {
+            for index in 0..<run.route.senders {
+                senders.append(
+                    Sender(
+                        route: run.route, index: index, process: try node.spawn(), recorder: run.recorder, records: records, warmup: warmup, end: end,
+                        now: { nanos(clock.now) }, report: event))
             }
+        }
+        let drainEnd = end + UInt64(scenario.drain.nanoseconds)
+        try await withThrowingTaskGroup(of: Void.self) { background in
             for fault in scenario.faults {
-                tasks.addTask { try await self.inject(fault, into: node, started: started, at: origin + .nanoseconds(fault.at.nanoseconds), event: event) }
+                background.addTask { try await self.inject(fault, into: node, started: started, at: origin + .nanoseconds(fault.at.nanoseconds), event: event) }
             }
-            tasks.addTask {
-                // One progress line a second until the measured window ends.
+            background.addTask {
+                // One progress line a second until the traffic is done.
                 var last = 0
                 while nanos(clock.now) < end {
                     try await Task.sleep(for: .seconds(1))
@@ -229,9 +229,21 @@ public final class LoadRunner: Sendable {
                     last = received
                 }
             }
-            try await tasks.waitForAll()
+            // The traffic: routes with a message count may finish before `duration`; then
+            // the run ends, and faults not yet due are not injected.
+            await withTaskGroup(of: Void.self) { traffic in
+                for sender in senders {
+                    traffic.addTask { await sender.send() }
+                    traffic.addTask { await sender.receive(until: drainEnd) }
+                }
+            }
+            background.cancelAll()
+            while let result = await background.nextResult() {
+                if case .failure(let error) = result, !(error is CancellationError) { throw error }
+            }
         }
-        let seconds = Double(scenario.duration.nanoseconds) / 1e9
+        let measuredEnd = min(nanos(clock.now), end)
+        let seconds = max(Double(Int64(measuredEnd) - Int64(warmup)) / 1e9, 0.001)
         return LoadReport(
             scenario: scenario.name, machine: Self.machine(), durationSeconds: seconds, warmupSeconds: Double(warmup) / 1e9,
             routes: runs.map { $0.recorder.report(name: $0.route.name, target: "\($0.route.process) on \($0.route.node)", mode: $0.mode, seconds: seconds) },
@@ -271,8 +283,10 @@ public final class LoadRunner: Sendable {
             await node.request(.allowIp(address))
             event("fault: allowed \(address) again")
         case .dropLink:
-            node.connection(to: fault.node)?.abort()
-            node.erlangConnection(to: fault.node)?.abort()
+            // The sockets close as if the network dropped them: native links rejoin, an
+            // Erlang connection is lost and redialled.
+            for channel in node.connection(to: fault.node)?.channels ?? [] { channel.close(promise: nil) }
+            node.erlangConnection(to: fault.node)?.channel.close(promise: nil)
             event("fault: dropped the links to \(fault.node)")
         }
     }
@@ -347,8 +361,7 @@ struct Sender: Sendable {
 
     func send() async {
         var sequence = 0
-        // This sender's share of the route's message count.
-        let limit = route.messages.map { $0 / route.senders + (index < $0 % route.senders ? 1 : 0) } ?? Int.max
+        let limit = self.limit
         if let rate = route.rate {
             let schedule = OpenLoopSchedule(start: now(), ratePerSecond: Double(rate) / Double(route.senders))
             while true {
@@ -385,14 +398,19 @@ struct Sender: Sendable {
         }
     }
 
+    /// This sender's share of the route's message count (`Int.max` without one).
+    var limit: Int { route.messages.map { $0 / route.senders + (index < $0 % route.senders ? 1 : 0) } ?? Int.max }
+
     func receive(until deadline: UInt64) async {
         defer { answered.continuation.finish() }
-        while true {
+        var answers = 0
+        while answers < limit {
             let left = Int64(deadline) - Int64(now())
             guard left > 0, let reply = try? await process.receive(timeout: .nanoseconds(left)), let term = try? reply.term() else { return }
             guard case .tuple(let outer) = term, outer.count == 2, case .tuple(let fields) = outer[1], fields.count == 4, case .int(let due) = fields[2] else { continue }
             let answeredAt = now()
             let bytes: Int = if case .binary(let payload) = fields[3] { payload.count } else { 0 }
+            answers += 1
             if UInt64(due) >= warmup, UInt64(due) < end {
                 recorder.answered(latency: answeredAt > UInt64(due) ? answeredAt - UInt64(due) : 0, second: Int((answeredAt - warmup) / 1_000_000_000), payloadBytes: bytes)
             }

@@ -185,8 +185,10 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         written.whenComplete { _ in channel.close(promise: nil) }
     }
 
-    /// Closes every link at once, dropping what is queued.
+    /// Ends the connection at once: every link closed, what is queued dropped, no link
+    /// rejoined.
     public func abort() {
+        lifecycle.withLock { $0.closing = true }
         for slot in slots {
             slot.outbox.close(flushPending: false)
             slot.channel?.close(promise: nil)

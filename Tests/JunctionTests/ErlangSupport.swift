@@ -49,11 +49,20 @@ enum Erl {
     }
 
     /// A loopback port nothing listens on (the kernel picks it, then it is released).
+    /// A free loopback port for a server a node must start itself (a fixed port, as an
+    /// epmd or a registrar has). It is drawn below the kernel's ephemeral range
+    /// (32768...60999 here), so no socket another test binds to port 0 can take it
+    /// between this probe and the node's bind.
     static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress!.port!
-        try await channel.close()
-        return port
+        for _ in 0..<50 {
+            let port = Int.random(in: 20_000..<32_768)
+            guard let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port).get() else {
+                continue
+            }
+            try await channel.close()
+            return port
+        }
+        throw CommandLineFailure(message: "no free port below the ephemeral range after 50 tries")
     }
 }
 

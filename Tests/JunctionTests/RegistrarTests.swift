@@ -10,10 +10,7 @@ import Testing
 
 /// A free loopback port for a registrar that the nodes themselves must start.
 func freeRegistrarPort() async throws -> Int {
-    let probe = try await startRegistrar()
-    let port = probe.port
-    await probe.shutdown()
-    return port
+    try await Erl.freePort()
 }
 
 @Suite("Embedded registrar")

@@ -26,11 +26,11 @@ struct RouteOverrideTests {
         let error = await #expect(throws: (any Error).self) { try await refused.send(.atom("x"), to: .name("echo", on: "other@localhost")) }
         #expect("\(error.map { "\($0)" } ?? "")".contains("cookie"), "\(String(describing: error))")
 
-        for route in [
+        for (index, route) in [
             #"{match: "^other@", resolver: native, cookie: {env: OTHER_COOKIE}}"#,
             #"{match: "^other@", route: {host: 127.0.0.1, port: \#(port)}, cookie: {env: OTHER_COOKIE}}"#,
-        ] {
-            let config = try nodeConfig("main@localhost", stacks: [("native", registrar.port)], routes: "[\(route)]")
+        ].enumerated() {
+            let config = try nodeConfig("main\(index)@localhost", stacks: [("native", registrar.port)], routes: "[\(route)]")
             let main = try await Node.start(config: config, environment: ["TEST_COOKIE": "mine", "OTHER_COOKIE": "theirs"], logger: quietLogger)
             let me = try main.spawn()
             try await me.send(.tuple([.pid(me.pid), .atom("ok")]), to: .name("echo", on: "other@localhost"))
