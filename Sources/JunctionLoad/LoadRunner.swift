@@ -346,14 +346,13 @@ struct Sender: Sendable {
 
     /// `{Pid, {m, Seq, DueNanos, Payload}}`; `echo` answers `{echo, {m, Seq, DueNanos, Payload}}`.
     func message(_ sequence: Int, due: UInt64) -> (Term, Int) {
-        var generator = SplitMix(seed: UInt64(sequence) &* 0x9E37_79B9 &+ UInt64(index))
-        let size = route.payload.size(at: Double(generator.next() % 1_000_000) / 1_000_000)
+        let size = route.payload.size(at: Double.random(in: 0..<1))
         let payload: Term
         switch route.payload.kind {
         case .small: payload = .atom("x")
         case .binary: payload = .binary([UInt8](repeating: UInt8(truncatingIfNeeded: sequence), count: size))
         case .json:
-            let start = Int(generator.next() % UInt64(max(records.count - size, 1)))
+            let start = Int.random(in: 0..<max(records.count - size, 1))
             payload = .binary(Array(records[start..<min(start + size, records.count)]))
         }
         return (.tuple([.pid(process.pid), .tuple([.atom("m"), .int(sequence), .int(Int(due)), payload])]), size)
@@ -416,19 +415,6 @@ struct Sender: Sendable {
             }
             if route.rate == nil { answered.continuation.yield() }
         }
-    }
-}
-
-/// A small deterministic generator for payload choices.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
