@@ -12,8 +12,10 @@ public struct LoadReport: Sendable, Codable, Hashable {
         public var mode: String
         public var sent: Int
         public var received: Int
-        /// Sent in the measured window and never answered (within the drain time).
+        /// Sent in the measured window and never answered (within the drain time); sends
+        /// that failed are `errors`, not lost.
         public var lost: Int
+        /// Sends that failed (the node refused them: blocked, retention full, no route).
         public var errors: Int
         public var messagesPerSecond: Double
         public var megabytesPerSecond: Double
@@ -108,7 +110,7 @@ public final class RouteRecorder: Sendable {
             }
             let seconds = Swift.max(seconds, 1e-9)
             return LoadReport.Route(
-                name: name, target: target, mode: mode, sent: state.sent, received: state.received, lost: Swift.max(state.sent - state.received, 0),
+                name: name, target: target, mode: mode, sent: state.sent, received: state.received, lost: Swift.max(state.sent - state.received - state.errors, 0),
                 errors: state.errors, messagesPerSecond: Double(state.received) / seconds, megabytesPerSecond: Double(state.payloadBytes) / seconds / 1e6,
                 p50: Double(histogram.valueAtPercentile(50)), p90: Double(histogram.valueAtPercentile(90)), p99: Double(histogram.valueAtPercentile(99)),
                 p999: Double(histogram.valueAtPercentile(99.9)), max: Double(histogram.max), percentiles: points,
@@ -131,7 +133,7 @@ public enum LoadReportWriter {
         }
         if !report.events.isEmpty {
             lines += ["", "| at s | event |", "| --- | --- |"]
-            for event in report.events { lines.append("| \(format(event.at)) | \(event.text) |") }
+            for event in report.events { lines.append("| \(format(event.at)) | \(event.text.split(whereSeparator: \.isNewline).joined(separator: " ")) |") }
         }
         if !report.processes.isEmpty {
             lines += ["", "| process | CPU s | max RSS MB |", "| --- | --- | --- |"]

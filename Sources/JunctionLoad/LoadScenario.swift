@@ -65,6 +65,12 @@ public struct LoadScenario: Sendable, Decodable {
             guard names.contains(fault.node) else {
                 throw invalid(faultPath + [LoadFault.CodingKeys.node], "no node '\(fault.node)' in nodes")
             }
+            if fault.action == .blockIp, nodes.first(where: { $0.name == fault.node })?.kind == .erlang {
+                throw invalid(
+                    faultPath + [LoadFault.CodingKeys.action],
+                    "\(fault.node) is an OTP node, reached through epmd at 127.0.0.1 like every OTP node of the run: blocking its address would block them all; use pause or dropLink"
+                )
+            }
             guard fault.at.nanoseconds < end else {
                 throw invalid(faultPath + [LoadFault.CodingKeys.at], "\(fault.at) is after the run ends (warmup + duration = \(ConfigDuration(nanoseconds: end)))")
             }
@@ -237,7 +243,8 @@ public struct LoadFault: Sendable, Decodable {
         case kill
         /// SIGSTOP the node's process for `for`, then SIGCONT.
         case pause
-        /// Block the node's address on the runner's node for `for` (an IP rule), then allow it.
+        /// Block the node's address on the runner's node for `for` (an IP rule), then allow
+        /// it. Every native node and gateway listens on a loopback address of its own.
         case blockIp
         /// Abort the runner's connection to the node (its sockets close at once).
         case dropLink
