@@ -385,9 +385,9 @@ struct Sender: Sendable {
 
     /// The shortest sleep of an open-loop sender, 100 us: at high rates it wakes once per
     /// tick and sends every message that fell due meanwhile (each measured from its due
-    /// time, so the wait counts in its latency) instead of waking once per message. At
-    /// 20,000 msgs/s this cut the runner's CPU by a quarter with no change in p50 (250 us
-    /// cost 60 us of p50; see BENCHMARKS.md).
+    /// time, so the wait counts in its latency) instead of waking once per message. A
+    /// coarser tick saves more CPU but adds to every latency it measures (250 us added
+    /// about 90 us to p50 at 20,000 msgs/s; BENCHMARKS.md).
     static let tick: UInt64 = 100_000
 
     /// `{Pid, {m, Seq, DueNanos, Payload}}`; `echo` answers `{echo, {m, Seq, DueNanos, Payload}}`.
