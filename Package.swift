@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "JunctionTerm", targets: ["JunctionTerm"]),
         .library(name: "JunctionTransport", targets: ["JunctionTransport"]),
         .executable(name: "junction", targets: ["junction"]),
+        .executable(name: "junction-config-check", targets: ["junction-config-check"]),
+        .plugin(name: "JunctionConfigCheck", targets: ["JunctionConfigCheck"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -23,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -77,8 +81,17 @@ let package = Package(
                 "JunctionNative",
                 "JunctionErlang",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: hotPathSettings
+        ),
+        .target(
+            name: "JunctionAdmin",
+            dependencies: [
+                "Junction",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .target(
             name: "JunctionLoad",
@@ -92,10 +105,21 @@ let package = Package(
             dependencies: [
                 "Junction",
                 "JunctionLoad",
+                "JunctionAdmin",
                 "JunctionTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             resources: [.embedInCode("junction.yaml")]
+        ),
+        // The tool `swift package junction-config-check` runs: it links only the light
+        // modules, so the plugin does not build the whole graph a second time.
+        .executableTarget(name: "junction-config-check", dependencies: ["JunctionCore", "Yams"]),
+        .plugin(
+            name: "JunctionConfigCheck",
+            capability: .command(
+                intent: .custom(verb: "junction-config-check", description: "Validate Junction config files and explain the routes for node names")),
+            dependencies: ["junction-config-check"]
         ),
         .testTarget(name: "JunctionTermTests", dependencies: ["JunctionTerm"]),
         .testTarget(name: "JunctionCoreTests", dependencies: ["JunctionCore"]),
@@ -112,7 +136,12 @@ let package = Package(
             dependencies: ["JunctionErlang", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
-            name: "JunctionTests", dependencies: ["Junction", "JunctionLoad", .product(name: "NIOSSL", package: "swift-nio-ssl")], exclude: ["Fixtures"]
+            name: "JunctionTests",
+            dependencies: [
+                "Junction", "JunctionLoad", "JunctionAdmin", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            exclude: ["Fixtures"]
         ),
         .testTarget(name: "JunctionLoadTests", dependencies: ["JunctionLoad"]),
     ],

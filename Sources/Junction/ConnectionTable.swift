@@ -96,6 +96,17 @@ final class ConnectionTable: Sendable {
         }
     }
 
+    /// The dials under way: their peers, messages waiting, and whether they redial a lost
+    /// connection (retaining) or make a first one.
+    func dials() -> [(peer: Atom, queued: Int, retained: Bool)] {
+        entries.withLock { entries in
+            entries.compactMap { peer, entry in
+                guard case .dialling(let dial) = entry else { return nil }
+                return (peer, dial.queue.count, dial.retained)
+            }
+        }
+    }
+
     /// The outcome of the dial to `peer` under way, if any.
     func dialOutcome(_ peer: Atom) -> DialOutcome? {
         entries.withLock { entries in

@@ -36,6 +36,8 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
     case allowedSystem(String)
     case allowedIp(IPAddress)
     case allowedIpNet(IPNetwork)
+    /// The access rules were replaced by a config reload; these are the rules now.
+    case accessRulesReloaded(AccessRules)
 
     public var description: String {
         switch self {
@@ -53,6 +55,8 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
         case .allowedSystem(let system): return "allowedSystem \(system)"
         case .allowedIp(let address): return "allowedIp \(address)"
         case .allowedIpNet(let network): return "allowedIpNet \(network)"
+        case .accessRulesReloaded(let rules):
+            return "accessRulesReloaded (\(rules.ipRules.count) IP rules, \(rules.allowedSystems.count) allowed and \(rules.blockedSystems.count) blocked systems)"
         }
     }
 }

@@ -62,10 +62,8 @@ extension Node {
             disconnected.withLock { _ = $0.insert(peer.atom) }
             connections.connection(peer.atom)?.close()
         case .connectSystem(let peer):
-            disconnected.withLock { _ = $0.remove(peer.atom) }
-            guard connections.connection(peer.atom) == nil, !connections.isDialling(peer.atom) else { return }
             do {
-                _ = try await connect(peer)
+                try await connectSystem(peer)
             } catch {
                 logger.notice("connectSystem \(peer): \(error)")
             }
@@ -82,6 +80,14 @@ extension Node {
         case .allowIpNet(let network):
             changeRules(.allowedIpNet(network)) { $0.apply(.allow(network)) }
         }
+    }
+
+    /// `connectSystem` that says whether it worked: lifts a `disconnectSystem` and
+    /// connects unless a connection is up or being dialled already.
+    public func connectSystem(_ peer: NodeName) async throws {
+        disconnected.withLock { _ = $0.remove(peer.atom) }
+        guard connections.connection(peer.atom) == nil, !connections.isDialling(peer.atom) else { return }
+        _ = try await connect(peer)
     }
 
     /// Applies a rule change and publishes its event at once; then closes the live
@@ -152,7 +158,15 @@ extension Node {
         let event = NetworkEvent.connectionEstablished(connection.info)
         status.publish(event) { install(connection) }
         logger.debug("\(event)", metadata: ["junction.peer": "\(connection.peer)"])
+        metrics.handshake(stack: connection.stackName, failedBecause: nil)
+        metrics.connectionEvent("established", stack: connection.stackName)
+        _ = runtime.withLock { $0.redialAttempts.removeValue(forKey: connection.peer.atom) }
         enforceSoftLimit(after: connection)
+    }
+
+    /// (Both stacks' delegates) a handshake failed.
+    public func handshakeFailed(stack: String, reason: String) {
+        metrics.handshake(stack: stack, failedBecause: reason)
     }
 
     /// (Both stacks' delegates) an acceptor failed and is being bound again.
@@ -176,6 +190,8 @@ extension Node {
             if !retaining { connections.remove(connection) }
         }
         logger.debug("\(event)", metadata: ["junction.peer": "\(peer)"])
+        metrics.connectionEvent(error == nil ? "closed" : "lost", stack: connection.stackName)
+        metrics.count(connection, ended: true)
         noteConnectionEnded()
         bridgeTargetEnded(peer.atom, retire: !retaining)
         monitorsEnded(peer: peer.atom)
@@ -191,6 +207,8 @@ extension Node {
             while case .retry(let delay) = action {
                 try? await Task.sleep(for: delay)
                 guard !Task.isCancelled, connections.isRetaining(peer.atom) else { return }
+                metrics.reconnectAttempt(stack: info.stack)
+                runtime.withLock { $0.redialAttempts[peer.atom, default: 0] += 1 }
                 do {
                     // `established` installs it and flushes what was retained.
                     _ = try await connect(peer)
@@ -200,8 +218,15 @@ extension Node {
                     action = lifecycle.attemptFailed(jitter: Double.random(in: 0..<1))
                 }
             }
-            let event = status.publish { .connectionDropped(info, droppedMessages: connections.dropRetained(peer.atom)) }
+            var dropped = 0
+            let event = status.publish {
+                dropped = connections.dropRetained(peer.atom)
+                return .connectionDropped(info, droppedMessages: dropped)
+            }
             logger.debug("\(event)")
+            metrics.dropped(dropped, reason: "reconnect_failed")
+            metrics.connectionEvent("dropped", stack: info.stack)
+            _ = runtime.withLock { $0.redialAttempts.removeValue(forKey: peer.atom) }
             bridgeTargetEnded(peer.atom, retire: true)
             _ = runtime.withLock { $0.dials.removeValue(forKey: peer.atom) }
         }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import JunctionCore
 import JunctionErlang
 import JunctionNative
@@ -38,6 +39,7 @@ public final class Node: Sendable {
     let disconnected = Mutex<Set<Atom>>([])
     let limitState = Mutex(LimitState())
     let runtime: Mutex<Runtime>
+    let metrics: NodeMetrics
 
     struct Runtime: Sendable {
         var creation: UInt32
@@ -46,10 +48,16 @@ public final class Node: Sendable {
         var registrars: [String: EmbeddedRegistrar] = [:]
         var listening: [String: [SocketAddress]] = [:]
         var dials: [Atom: Task<Void, Never>] = [:]
+        /// Attempts of the redial under way, per peer (the status table's retries).
+        var redialAttempts: [Atom: Int] = [:]
     }
 
-    init(config: JunctionConfig, name: NodeName, cookie: Secret, routes: RouteTable, hidden: Bool, group: any EventLoopGroup, logger: Logger) {
+    init(
+        config: JunctionConfig, name: NodeName, cookie: Secret, routes: RouteTable, hidden: Bool, group: any EventLoopGroup, metrics: any MetricsFactory,
+        logger: Logger
+    ) {
         self.name = name
+        self.metrics = NodeMetrics(factory: metrics)
         self.runtime = Mutex(Runtime(creation: UInt32.random(in: 1...UInt32.max)))
         self.config = config
         self.routes = routes
@@ -66,15 +74,16 @@ public final class Node: Sendable {
     }
 
     /// Starts a node: reads the cookie, builds the routing table, starts every stack's
-    /// acceptors and registers with each stack's registrar (unless `hidden`).
+    /// acceptors and registers with each stack's registrar (unless `hidden`). Metrics go
+    /// to `metrics` (the process-wide swift-metrics factory by default).
     public static func start(
         config: JunctionConfig, name: NodeName? = nil, hidden: Bool = false, environment: [String: String],
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: any MetricsFactory = MetricsSystem.factory, logger: Logger
     ) async throws -> Node {
         let cookie = try config.node.cookie.read(environment: environment, createIfMissing: true)
         let node = Node(
             config: config, name: name ?? config.node.name, cookie: cookie, routes: try config.routeTable(environment: environment),
-            hidden: hidden, group: group, logger: logger)
+            hidden: hidden, group: group, metrics: metrics, logger: logger)
         do {
             try await node.startStacks()
             for bridge in config.bridges { try node.bridge(bridge.name, to: bridge.process, on: bridge.node) }
@@ -214,7 +223,12 @@ public final class Node: Sendable {
         // on the next connection) instead of failing.
         var dead: (any PeerConnection)?
         for attempt in 0..<4 {
-            switch try connections.route(peer, message: pending) {
+            let routing: ConnectionTable.Routing
+            do { routing = try connections.route(peer, message: pending) } catch {
+                metrics.dropped(1, reason: "pending_queue_full")
+                throw error
+            }
+            switch routing {
             case .connection(let connection):
                 if connection === dead {
                     guard attempt < 3 else { throw OutboxClosed(peer: peer.name) }
@@ -321,6 +335,7 @@ public final class Node: Sendable {
         // disconnecting close it), so the sends that reach here are the ones to refuse.
         try checkDialAllowed(peer.atom)
         let matches = routes.route(for: peer.description)
+        (matches.isEmpty ? metrics.defaultRouteLookups : metrics.routeLookups).increment()
         var attempts: [String] = []
         for entry in matches {
             let label = "route '\(entry.match)' (weight \(entry.weight))"
@@ -367,11 +382,19 @@ public final class Node: Sendable {
     func resolve(_ peer: NodeName, via route: NetworkRoute) async throws -> ResolvedRoute {
         let resolved: ResolvedRoute
         if let resolverName = route.resolver {
-            if let erlang = erlangStack(resolverName) {
-                resolved = try await erlang.resolve(peer).merged(with: route.explicit)
-            } else {
-                guard let registrar = registrar(stack: resolverName) else { throw RouteUnusable("no stack named '\(resolverName)'") }
-                resolved = try await registrar.resolve(peer).merged(with: route.explicit)
+            let clock = ContinuousClock()
+            let start = clock.now
+            do {
+                if let erlang = erlangStack(resolverName) {
+                    resolved = try await erlang.resolve(peer).merged(with: route.explicit)
+                } else {
+                    guard let registrar = registrar(stack: resolverName) else { throw RouteUnusable("no stack named '\(resolverName)'") }
+                    resolved = try await registrar.resolve(peer).merged(with: route.explicit)
+                }
+                metrics.resolved(stack: resolverName, seconds: (clock.now - start).seconds, failed: false)
+            } catch {
+                metrics.resolved(stack: resolverName, seconds: (clock.now - start).seconds, failed: true)
+                throw error
             }
         } else if let explicit = route.explicit, let host = explicit.host, let port = explicit.port {
             resolved = ResolvedRoute(
@@ -436,41 +459,7 @@ public final class Node: Sendable {
     /// The routes `junction routes NODE` prints: static matches in trial order, then the
     /// default resolver when it would be used.
     public func explainRoutes(for peer: NodeName) -> [String] {
-        Self.explainRoutes(for: peer, table: routes, config: config)
-    }
-
-    public static func explainRoutes(for peer: NodeName, table: RouteTable, config: JunctionConfig) -> [String] {
-        let matches = table.route(for: peer.description)
-        var lines: [String] = []
-        for (index, entry) in matches.enumerated() {
-            var target: String
-            if let resolver = entry.route.resolver {
-                target = "resolver \(resolver)"
-                if let explicit = entry.route.explicit { target += " with " + explicit.summary }
-            } else {
-                target = "explicit " + (entry.route.explicit?.summary ?? "")
-            }
-            let overrides = entry.route.overrideSummary
-            lines.append("\(index + 1). '\(entry.match)' weight \(entry.weight): \(target)\(overrides.isEmpty ? "" : "; overrides: " + overrides.joined(separator: ", "))")
-        }
-        if matches.isEmpty {
-            lines.append("1. no static route matches: default resolver (stack \(config.defaultStack.name))")
-        } else if config.node.fallbackToDefaultResolver {
-            lines.append("\(matches.count + 1). fallback: default resolver (stack \(config.defaultStack.name))")
-        }
-        return lines
-    }
-}
-
-extension ExplicitRoute {
-    var summary: String {
-        var parts: [String] = []
-        if let host, let port { parts.append("\(host):\(port)") } else if let host { parts.append("host \(host)") } else if let port { parts.append("port \(port)") }
-        if let stack { parts.append("stack \(stack)") }
-        if let tls { parts.append(tls ? "tls" : "no tls") }
-        if let handshakeVersion { parts.append("handshake v\(handshakeVersion)") }
-        if let protocolVersion { parts.append("protocol v\(protocolVersion)") }
-        return parts.joined(separator: " ")
+        config.explainRoutes(for: peer, table: routes)
     }
 }
 

@@ -29,6 +29,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         var wroteSinceTick = false
         var waiters: [CheckedContinuation<Void, any Error>] = []
         var bytesWritten = 0
+        var messagesQueued = 0
         /// This side asked to close (`close` or `abort`): the end is not a loss.
         var closeRequested = false
         /// The stack's `writeCoalescing`.
@@ -47,6 +48,22 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
 
     public var description: String { "\(direction) erlang connection to \(peer) at \(remoteAddress)" }
 
+    /// What came in: messages, their bytes (packet headers included), and when the socket
+    /// last read anything (ticks too). Updated once per read.
+    struct Received {
+        var messages = 0
+        var bytes = 0
+        var lastRead = NIODeadline.now()
+    }
+    let received = Mutex(Received())
+
+    /// Traffic so far, for status and metrics.
+    public var traffic: (messagesSent: Int, bytesSent: Int, pendingBytes: Int, messagesReceived: Int, bytesReceived: Int, secondsSinceLastRead: Double) {
+        let sent = writer.withLock { ($0.messagesQueued, $0.bytesWritten, $0.pending.readableBytes) }
+        let inbound = received.withLock { $0 }
+        return (sent.0, sent.1, sent.2, inbound.messages, inbound.bytes, Double((NIODeadline.now() - inbound.lastRead).nanoseconds) / 1e9)
+    }
+
     /// Bytes of messages handed to the socket so far (ticks not counted).
     public var bytesSent: Int { writer.withLock { $0.bytesWritten } }
 
@@ -63,6 +80,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
                 writer.pending.moveWriterIndex(to: start)
                 throw error
             }
+            writer.messagesQueued += 1
             let backedUp = writer.pending.readableBytes > highWaterMark
             guard !writer.flushScheduled else { return (false, nil, backedUp) }
             writer.flushScheduled = true

@@ -102,6 +102,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             deadlineTask?.cancel()
             let level: Logger.Level = error.reason == .simultaneous ? .debug : .warning
             logger.log(level: level, "\(error)")
+            stack.delegate?.handshakeFailed(stack: stack.name, reason: error.reason.rawValue)
             established?.fail(error)
             phase = .closed
             let channel = context.channel
@@ -139,6 +140,15 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         guard case .data(let connection, var decoder) = phase else { return }
         defer { if case .data = phase { phase = .data(connection, decoder) } }
         let limit = stack.settings.maxMessageSize + 64
+        var messages = 0
+        var bytes = 0
+        defer {
+            connection.received.withLock {
+                $0.messages += messages
+                $0.bytes += bytes
+                $0.lastRead = lastRead
+            }
+        }
         while let length = inbound.getInteger(at: inbound.readerIndex, as: UInt32.self) {
             guard Int(length) <= limit else {
                 fail(DistributionError("\(connection.peer) sent a \(length)-byte packet, over the maximum message size of \(stack.settings.maxMessageSize) bytes"), context: context)
@@ -146,6 +156,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             guard inbound.readableBytes >= 4 + Int(length) else { break }
             inbound.moveReaderIndex(forwardBy: 4)
+            bytes += 4 + Int(length)
             let packet = inbound.readSlice(length: Int(length))!
             if length == 0 {
                 // Answer every tick, so hidden-node peers see traffic too.
@@ -154,6 +165,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             do {
                 if let message = try decoder.decode(packet) {
+                    messages += 1
                     try stack.delegate?.received(message, on: connection)
                 }
             } catch {

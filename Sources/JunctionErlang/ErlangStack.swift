@@ -16,6 +16,8 @@ public protocol ErlangStackDelegate: AnyObject, Sendable {
     /// One distribution message; throwing closes that connection only.
     func received(_ message: DistributionMessage, on connection: ErlangConnection) throws
     func closed(_ connection: ErlangConnection, error: (any Error)?)
+    /// A handshake on `stack` failed (`reason` is the handshake error's reason).
+    func handshakeFailed(stack: String, reason: String)
     /// The stack's acceptor stopped listening on its own and is being bound again.
     func networkFailed(stack: String, reason: String)
     /// It listens again on `address` (the same port, so the epmd registration holds).

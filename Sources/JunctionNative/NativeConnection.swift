@@ -127,16 +127,24 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
 
     /// What the connection looks like now: its pool and each link's traffic.
     public var info: ConnectionInfo {
+        var lastRead = NIODeadline.distantPast
+        var compressed = (input: 0, output: 0)
         let links = slots.map { slot in
             let sent = slot.outbox.stats
-            let received = slot.receiver.withLock { ($0.frames, $0.bytes) }
+            let received = slot.receiver.withLock { ($0.frames, $0.bytes, $0.lastRead) }
+            lastRead = max(lastRead, received.2)
+            if let compression = slot.outbox.compression {
+                compressed.input += compression.input
+                compressed.output += compression.output
+            }
             return ConnectionInfo.Link(
                 slot: slot.index, live: sent.attached, framesSent: sent.frames, bytesSent: sent.bytes, framesReceived: Int(received.0),
-                bytesReceived: received.1, retransmittedFrames: sent.retransmitted)
+                bytesReceived: received.1, retransmittedFrames: sent.retransmitted, unacknowledgedFrames: sent.unacknowledged)
         }
         return ConnectionInfo(
             peer: peer, stack: stack, direction: direction, poolSize: slots.count, liveLinks: links.filter(\.live).count,
-            rejoins: lifecycle.withLock { $0.rejoins }, links: links)
+            rejoins: lifecycle.withLock { $0.rejoins }, links: links, compressedInput: compressed.input, compressedOutput: compressed.output,
+            secondsSinceLastRead: Double((NIODeadline.now() - lastRead).nanoseconds) / 1e9)
     }
 
     /// Closes gracefully: every slot sends what it holds and a close frame; each link
@@ -217,6 +225,8 @@ final class LinkSlot: Sendable {
         var bytes = 0
         var framesAtLastAck: UInt64 = 0
         var bytesSinceAck = 0
+        /// When the link last read anything (frames or heartbeats).
+        var lastRead = NIODeadline.now()
         let inflater: Inflater?
     }
 
@@ -268,6 +278,8 @@ public struct ConnectionInfo: Sendable, Hashable {
         public var framesReceived: Int
         public var bytesReceived: Int
         public var retransmittedFrames: Int
+        /// Frames queued or sent that the peer has not acknowledged yet (the slot's queue).
+        public var unacknowledgedFrames: Int
     }
 
     public var peer: NodeName
@@ -278,4 +290,10 @@ public struct ConnectionInfo: Sendable, Hashable {
     /// Links lost and joined again.
     public var rejoins: Int
     public var links: [Link]
+    /// Payload bytes compressed by this side and the bytes they became (0 and 0 when it
+    /// does not compress).
+    public var compressedInput: Int
+    public var compressedOutput: Int
+    /// Since any link of the connection last read something (frames or heartbeats).
+    public var secondsSinceLastRead: Double
 }

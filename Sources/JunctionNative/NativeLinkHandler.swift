@@ -20,6 +20,8 @@ public protocol NativeStackDelegate: AnyObject, Sendable {
     func closed(_ connection: NativeConnection, error: (any Error)?)
     /// Data frames that arrived in one read, in order.
     func received(_ frames: [Frame], on connection: NativeConnection) throws
+    /// A handshake on `stack` failed (`reason` is the handshake error's reason).
+    func handshakeFailed(stack: String, reason: String)
     /// An acceptor of the stack stopped listening on its own and is being bound again.
     func networkFailed(stack: String, reason: String)
     /// That acceptor listens again on `address`.
@@ -105,6 +107,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         lastRead = .now()
+        if case .data(_, let slot) = phase { slot.receiver.withLock { $0.lastRead = lastRead } }
         do {
             try parser.consume(bytes) { frame in
                 switch phase {
@@ -281,6 +284,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         case .failed(let error, let farewell):
             let level: Logger.Level = error.reason == .simultaneous ? .debug : .warning
             logger.log(level: level, "handshake failed: \(error)", metadata: ["junction.reason": "\(error.reason)"])
+            stack.delegate?.handshakeFailed(stack: stack.name, reason: "\(error.reason)")
             complete(.failure(error))
             phase = .closed
             if let farewell {

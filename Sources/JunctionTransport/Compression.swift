@@ -22,6 +22,9 @@ public final class Deflater {
     let stream: UnsafeMutablePointer<z_stream>
     public let settings: CompressionSettings
     var scratch: [UInt8] = []
+    /// Payload bytes compressed, and the compressed bytes they became.
+    public private(set) var bytesIn = 0
+    public private(set) var bytesOut = 0
 
     public init(settings: CompressionSettings) {
         self.settings = settings
@@ -60,6 +63,8 @@ public final class Deflater {
             precondition(status == (independent ? Z_STREAM_END : Z_OK), "deflate into deflateBound bytes must complete (status \(status))")
             return output.count - Int(stream.pointee.avail_out)
         }
+        bytesIn += input.count
+        bytesOut += produced
         return try scratch.withUnsafeBytes { (output) -> Swift.Result<Result, Failure> in
             do throws(Failure) {
                 return .success(try body(UnsafeRawBufferPointer(rebasing: output.prefix(produced)), flags))

@@ -112,6 +112,12 @@ public final class FrameOutbox: Sendable {
         self.compresses = compression != nil
     }
 
+    /// Payload bytes this slot compressed and the bytes they became; nil when it does not
+    /// compress.
+    public var compression: (input: Int, output: Int)? {
+        compressor.withLock { $0.map { ($0.deflater.bytesIn, $0.deflater.bytesOut) } }
+    }
+
     /// Appends one frame whose payload `body` writes, compressing the payload when it is
     /// `compressible` and larger than the threshold. On a thrown error nothing is
     /// appended. Returns true when the slot is backed up.

@@ -1,18 +1,23 @@
 import ArgumentParser
+import CoreMetrics
 import Foundation
 import Junction
+import JunctionAdmin
 import JunctionCore
 import JunctionTerm
 import Logging
 import JunctionTransport
 import NIOPosix
+import Prometheus
 
 @main
 struct JunctionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "junction",
         abstract: "A gateway node for message-passing clusters.",
-        subcommands: [Run.self, Send.self, Routes.self, Bench.self, Load.self])
+        subcommands: [
+            Run.self, Send.self, Routes.self, Status.self, Block.self, Allow.self, Connect.self, Disconnect.self, Reload.self, Bench.self, Load.self,
+        ])
 }
 
 /// Options every subcommand shares.
@@ -22,6 +27,9 @@ struct ConfigOptions: ParsableArguments {
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    @Option(name: .long, help: "Log lines as text or as JSON objects (one per line).")
+    var logFormat: LogFormat = .text
 
     func load() throws -> JunctionConfig {
         do {
@@ -33,7 +41,10 @@ struct ConfigOptions: ParsableArguments {
     }
 
     func logger(_ label: String) -> Logger {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        switch logFormat {
+        case .text: LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        }
         var logger = Logger(label: label)
         logger.logLevel = logLevel
         return logger
@@ -41,6 +52,10 @@ struct ConfigOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
 
 func parseNodeName(_ text: String) throws -> NodeName {
     do { return try NodeName(text) } catch { throw ValidationError("\(error)") }
@@ -59,7 +74,22 @@ struct Run: AsyncParsableCommand {
         let logger = options.logger("junction")
         let nodeName = try name.map(parseNodeName)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: config.node.eventLoopThreads)
-        let node = try await Node.start(config: config, name: nodeName, environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
+        let environment = ProcessInfo.processInfo.environment
+        // With an admin endpoint, metrics go to a registry that its /metrics exports.
+        let registry = config.admin.map { _ in PrometheusCollectorRegistry() }
+        let node = try await Node.start(
+            config: config, name: nodeName, environment: environment, group: group,
+            metrics: registry.map { PrometheusMetricsFactory(registry: $0) } ?? MetricsSystem.factory, logger: logger)
+        var admin: AdminServer?
+        if let settings = config.admin {
+            do {
+                admin = try await AdminServer.start(
+                    node: node, settings: settings, environment: environment, configFile: options.config, registry: registry, group: group, logger: logger)
+            } catch {
+                await node.shutdown()
+                throw ValidationError("cannot start the admin endpoint on \(settings.host):\(settings.port): \(error)")
+            }
+        }
         let echo = try node.spawn(name: "echo")
         logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg} and gen_server calls with {echo, Request}")
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -82,6 +112,7 @@ struct Run: AsyncParsableCommand {
             tasks.cancelAll()
         }
         logger.info("shutting down \(node.name)")
+        await admin?.shutdown()
         await node.shutdown()
         try await group.shutdownGracefully()
     }
@@ -142,9 +173,12 @@ struct Send: AsyncParsableCommand {
 
 struct Routes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the routes tried for a node, in order, with their overrides; with --resolve, what each resolver answers.")
+        abstract: "Show the routes tried for a node, in order, with their overrides; with --resolve, what each resolver answers.",
+        discussion: "With --admin (or --running), the routes of the running node are shown, as it has them now (after reloads).")
 
     @OptionGroup var options: ConfigOptions
+
+    @OptionGroup var admin: AdminOptions
 
     @Argument(help: "The node name (name@host).")
     var node: String
@@ -152,13 +186,28 @@ struct Routes: AsyncParsableCommand {
     @Flag(help: "Also ask each route's resolver (registrar or epmd) where the node is, and print the answers.")
     var resolve = false
 
+    @Flag(help: "Ask the running node (its admin endpoint from the config) instead of reading the config.")
+    var running = false
+
     func run() async throws {
         let config = try options.load()
         let target = try parseNodeName(node)
+        if running || admin.admin != nil {
+            let client = try admin.client(config: config)
+            let query = "node=\(target.description.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? "")\(resolve ? "&resolve=true" : "")"
+            let explanation = try await admin.run { try await client.get(RouteExplanation.self, .GET, "/api/routes?\(query)") }
+            print("routes for \(target) (running node):")
+            for line in explanation.routes { print("  \(line)") }
+            if let resolved = explanation.resolved {
+                print("resolved:")
+                for line in resolved { print("  \(line)") }
+            }
+            return
+        }
         let table: RouteTable
         do { table = try config.routeTable(environment: ProcessInfo.processInfo.environment) } catch { throw ValidationError("\(error)") }
         print("routes for \(target):")
-        for line in Node.explainRoutes(for: target, table: table, config: config) { print("  \(line)") }
+        for line in config.explainRoutes(for: target, table: table) { print("  \(line)") }
         guard resolve else { return }
         var logger = options.logger("junction-routes")
         if options.logLevel == .info { logger.logLevel = .warning }

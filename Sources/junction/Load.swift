@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JunctionCore
 import JunctionLoad
 import Logging
 

@@ -34,3 +34,8 @@ public struct ConfigDuration: Sendable, Hashable, Decodable, CustomStringConvert
         return "\(nanoseconds / 1_000)us"
     }
 }
+
+extension Duration {
+    /// The duration in seconds, as a Double (for rates and metrics).
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

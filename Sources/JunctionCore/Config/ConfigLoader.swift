@@ -91,27 +91,28 @@ public enum ConfigLoader {
 extension CookieSource {
     /// Reads the cookie: the environment variable when set, else the file. With
     /// `createIfMissing`, a missing file is created holding a random cookie, readable by
-    /// its owner only (as Erlang does with `~/.erlang.cookie`).
-    public func read(environment: [String: String], createIfMissing: Bool) throws(ConfigError) -> Secret {
+    /// its owner only (as Erlang does with `~/.erlang.cookie`). `what` names the secret in
+    /// errors (the admin token is read the same way).
+    public func read(environment: [String: String], createIfMissing: Bool, what: String = "cookie") throws(ConfigError) -> Secret {
         if let env, let value = environment[env], !value.isEmpty { return Secret(value) }
         guard let file else {
-            throw ConfigError(keyPath: "cookie", message: "the environment variable \(env ?? "") is not set and no cookie file is configured", file: nil)
+            throw ConfigError(keyPath: what, message: "the environment variable \(env ?? "") is not set and no \(what) file is configured", file: nil)
         }
         let path = NSString(string: file).expandingTildeInPath
         if !FileManager.default.fileExists(atPath: path) {
             guard createIfMissing else {
-                throw ConfigError(keyPath: "cookie", message: "the cookie file \(path) does not exist\(env.map { " and \($0) is not set" } ?? "")", file: nil)
+                throw ConfigError(keyPath: what, message: "the \(what) file \(path) does not exist\(env.map { " and \($0) is not set" } ?? "")", file: nil)
             }
             let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
             let cookie = String((0..<20).map { _ in alphabet.randomElement()! })
             let created = FileManager.default.createFile(atPath: path, contents: Data(cookie.utf8), attributes: [.posixPermissions: 0o400])
-            guard created else { throw ConfigError(keyPath: "cookie", message: "cannot create the cookie file \(path)", file: nil) }
+            guard created else { throw ConfigError(keyPath: what, message: "cannot create the \(what) file \(path)", file: nil) }
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(keyPath: "cookie", message: "cannot read the cookie file \(path)", file: nil)
+            throw ConfigError(keyPath: what, message: "cannot read the \(what) file \(path)", file: nil)
         }
-        let cookie = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !cookie.isEmpty else { throw ConfigError(keyPath: "cookie", message: "the cookie file \(path) is empty", file: nil) }
-        return Secret(cookie)
+        let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !secret.isEmpty else { throw ConfigError(keyPath: what, message: "the \(what) file \(path) is empty", file: nil) }
+        return Secret(secret)
     }
 }

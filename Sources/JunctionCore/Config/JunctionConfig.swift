@@ -11,12 +11,14 @@ public struct JunctionConfig: Sendable, Decodable {
     public var access: AccessRules
     /// Names on this node that forward to processes on other nodes.
     public var bridges: [BridgeSettings]
+    /// The admin endpoint; nil (the default) serves none.
+    public var admin: AdminSettings?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits, access, bridges }
+    enum CodingKeys: String, CodingKey, CaseIterable { case node, stacks, routes, limits, access, bridges, admin }
 
     public init(
         node: NodeSettings, stacks: [StackSettings], routes: [RouteSettings] = [], limits: LimitSettings = .init(), access: AccessRules = .init(),
-        bridges: [BridgeSettings] = []
+        bridges: [BridgeSettings] = [], admin: AdminSettings? = nil
     ) {
         self.node = node
         self.stacks = stacks
@@ -24,6 +26,7 @@ public struct JunctionConfig: Sendable, Decodable {
         self.limits = limits
         self.access = access
         self.bridges = bridges
+        self.admin = admin
     }
 
     public init(from decoder: Decoder) throws {
@@ -35,6 +38,7 @@ public struct JunctionConfig: Sendable, Decodable {
         access = AccessRules()
         for entry in try container.value(.access, default: [AccessEntry]()) { entry.apply(to: &access) }
         bridges = try container.value(.bridges, default: [])
+        admin = try container.decodeIfPresent(AdminSettings.self, forKey: .admin)
         try validate(path: decoder.codingPath)
     }
 
@@ -82,7 +86,7 @@ public struct JunctionConfig: Sendable, Decodable {
 }
 
 /// `node:` — who this node is.
-public struct NodeSettings: Sendable, Decodable {
+public struct NodeSettings: Sendable, Hashable, Decodable {
     public var name: NodeName
     public var cookie: CookieSource
     /// Stack whose resolver handles names no static route matches; the first stack by default.
@@ -134,12 +138,12 @@ public struct CookieSource: Sendable, Hashable, Decodable {
         let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
         env = try container.decodeIfPresent(String.self, forKey: .env)
         file = try container.decodeIfPresent(String.self, forKey: .file)
-        guard env != nil || file != nil else { throw invalid(decoder.codingPath, "a cookie needs 'env' (a variable name) or 'file' (a path), or both") }
+        guard env != nil || file != nil else { throw invalid(decoder.codingPath, "a secret needs 'env' (a variable name) or 'file' (a path), or both") }
     }
 }
 
 /// `stacks[]` — one network stack: its kind, acceptors and registrar.
-public struct StackSettings: Sendable, Decodable {
+public struct StackSettings: Sendable, Hashable, Decodable {
     public enum Kind: String, Sendable, Decodable, CaseIterable { case native, erlang }
 
     public var name: String

@@ -81,16 +81,18 @@ public final class RouteTable: Sendable {
     }
 
     func add(_ route: StaticRoute) throws(RouteTableError) {
-        try state.withLock { (state) throws(RouteTableError) in
-            guard !state.entries.contains(where: { $0.route.match == route.match }) else {
-                throw RouteTableError(kind: .duplicateMatch, match: route.match)
-            }
-            let regex = try Self.compile(route.match)
-            state.entries.append(Entry(route: route, regex: regex, sequence: state.nextSequence))
-            state.nextSequence += 1
-            state.entries.sort { $0.route.weight != $1.route.weight ? $0.route.weight > $1.route.weight : $0.sequence < $1.sequence }
-            state.cache.removeAll()
+        try state.withLock { (state) throws(RouteTableError) in try Self.insert(route, into: &state) }
+    }
+
+    static func insert(_ route: StaticRoute, into state: inout State) throws(RouteTableError) {
+        guard !state.entries.contains(where: { $0.route.match == route.match }) else {
+            throw RouteTableError(kind: .duplicateMatch, match: route.match)
         }
+        let regex = try compile(route.match)
+        state.entries.append(Entry(route: route, regex: regex, sequence: state.nextSequence))
+        state.nextSequence += 1
+        state.entries.sort { $0.route.weight != $1.route.weight ? $0.route.weight > $1.route.weight : $0.sequence < $1.sequence }
+        state.cache.removeAll()
     }
 
     public func removeRoute(match: String) throws(RouteTableError) {
@@ -101,6 +103,16 @@ public final class RouteTable: Sendable {
             return true
         }
         guard removed else { throw RouteTableError(kind: .unknownMatch, match: match) }
+    }
+
+    /// Replaces every route at once (a config reload): lookups see the old table or the
+    /// new one, never a mix. Nothing changes when a pattern does not compile or repeats.
+    public func replaceRoutes(with routes: [StaticRoute]) throws(RouteTableError) {
+        try state.withLock { (state) throws(RouteTableError) in
+            var fresh = State()
+            for route in routes { try Self.insert(route, into: &fresh) }
+            state = fresh
+        }
     }
 
     /// Every route whose pattern matches `name`, highest weight first.

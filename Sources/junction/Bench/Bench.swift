@@ -404,6 +404,3 @@ func progressDone(_ text: String) {
     FileHandle.standardError.write(Data("\r\u{1B}[K\(text)\n".utf8))
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -1,5 +1,4 @@
 import Foundation
-import JunctionCore
 
 /// A load test as `junction load SCENARIO.yaml` reads it (keys in Config/load/README.md):
 /// the nodes to start on loopback, the routes to drive from the runner's own node, and
