@@ -19,3 +19,5 @@ fi
 
 swift build --build-tests
 swift test --skip-build "$@"
+# The config checker as users run it: every file in Config/ must pass.
+swift package junction-config-check

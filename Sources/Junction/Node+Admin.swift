@@ -29,10 +29,14 @@ public struct ConnectionStatus: Sendable, Hashable, Codable {
     public var idleSeconds: Double?
     /// Native links lost and joined again; for a connection being redialled, the attempts.
     public var retries: Int
-    /// Messages waiting: unacknowledged native frames, unwritten Erlang bytes' worth of
-    /// messages cannot be told apart, so Erlang reports 0 or 1 (backed up); while dialling,
-    /// the messages queued or retained for the connection.
+    /// Messages waiting for the connection: queued behind a first dial or retained while a
+    /// lost one is redialled; on a live connection, 1 when it is backed up (its outbox over
+    /// the high-water mark), else 0.
     public var queued: Int
+    /// Native frames sent (or queued) that the peer has not acknowledged yet: what a link
+    /// loss would send again. Peers acknowledge in batches, so a few dozen is normal. 0 for
+    /// Erlang, which has no acknowledgements.
+    public var unacknowledged: Int
 }
 
 /// What a reload changed.
@@ -74,7 +78,8 @@ extension PeerConnection {
                 liveLinks: info.liveLinks, poolSize: info.poolSize, bytesSent: traffic.bytesSent, bytesReceived: traffic.bytesReceived,
                 messagesSent: traffic.framesSent, messagesReceived: traffic.framesReceived,
                 compressionRatio: info.compressedOutput > 0 ? Double(info.compressedInput) / Double(info.compressedOutput) : nil,
-                idleSeconds: info.secondsSinceLastRead, retries: info.rejoins, queued: info.links.reduce(0) { $0 + $1.unacknowledgedFrames })
+                idleSeconds: info.secondsSinceLastRead, retries: info.rejoins, queued: native.isBackedUp ? 1 : 0,
+                unacknowledged: info.links.reduce(0) { $0 + $1.unacknowledgedFrames })
         }
         let erlang = self as! ErlangConnection
         let traffic = erlang.traffic
@@ -82,7 +87,7 @@ extension PeerConnection {
             peer: peer.description, stack: stackName, kind: "erlang", state: "up", direction: erlang.direction.rawValue, address: remoteAddress,
             liveLinks: erlang.channel.isActive ? 1 : 0, poolSize: 1, bytesSent: traffic.bytesSent, bytesReceived: traffic.bytesReceived,
             messagesSent: traffic.messagesSent, messagesReceived: traffic.messagesReceived, compressionRatio: nil, idleSeconds: traffic.secondsSinceLastRead,
-            retries: 0, queued: erlang.isBackedUp ? 1 : 0)
+            retries: 0, queued: erlang.isBackedUp ? 1 : 0, unacknowledged: 0)
     }
 }
 
@@ -96,7 +101,7 @@ extension Node {
                 ConnectionStatus(
                     peer: dial.peer.name, stack: "", kind: "", state: dial.retained ? "reconnecting" : "connecting", direction: "outgoing", address: "",
                     liveLinks: 0, poolSize: 0, bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0, compressionRatio: nil, idleSeconds: nil,
-                    retries: retries[dial.peer] ?? 0, queued: dial.queued))
+                    retries: retries[dial.peer] ?? 0, queued: dial.queued, unacknowledged: 0))
         }
         return rows.sorted { $0.peer < $1.peer }
     }

@@ -23,7 +23,7 @@ enum StatusPage {
         <div id="error"></div>
         <table><thead><tr>
         <th class="text">peer</th><th class="text">state</th><th class="text">stack</th><th class="text">direction</th><th class="text">address</th>
-        <th>links</th><th>sent</th><th>received</th><th>msgs out</th><th>msgs in</th><th>compression</th><th>idle s</th><th>retries</th><th>queued</th>
+        <th>links</th><th>sent</th><th>received</th><th>msgs out</th><th>msgs in</th><th>compression</th><th>idle s</th><th>retries</th><th>queued</th><th>unacked</th>
         </tr></thead><tbody id="rows"></tbody></table>
         <script>
         const match = location.hash.match(/token=([^&]+)/);
@@ -50,7 +50,7 @@ enum StatusPage {
               tr.append(cell(c.peer, "text"), cell(c.state, "text " + c.state), cell(c.stack, "text"), cell(c.direction, "text"), cell(c.address, "text"),
                 cell(c.liveLinks + "/" + c.poolSize), cell(bytes(c.bytesSent)), cell(bytes(c.bytesReceived)), cell(c.messagesSent), cell(c.messagesReceived),
                 cell(c.compressionRatio ? c.compressionRatio.toFixed(2) + "x" : "—"), cell(c.idleSeconds == null ? "—" : c.idleSeconds.toFixed(1)),
-                cell(c.retries), cell(c.queued));
+                cell(c.retries), cell(c.queued), cell(c.unacknowledged));
               return tr;
             }));
             document.getElementById("error").textContent = "";

@@ -7,6 +7,9 @@ import Yams
 /// `.yaml` files, `Config` by default) and, with `--explain`, prints the routes each node
 /// config would try for NODE. Exits 1 when a file is invalid. The SwiftPM command plugin
 /// `swift package junction-config-check` runs it.
+/// Writes a line unbuffered, so it comes before anything the plugin prints after the run.
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
 let usage = "usage: junction-config-check [--explain NODE]... [FILE|DIRECTORY]...  (default: Config)"
 var explain: [NodeName] = []
 var paths: [String] = []
@@ -15,15 +18,15 @@ while let argument = arguments.popFirst() {
     switch argument {
     case "--explain":
         guard let text = arguments.popFirst() else {
-            print("--explain needs a node name (name@host)\n\(usage)")
+            say("--explain needs a node name (name@host)\n\(usage)")
             exit(2)
         }
         do { explain.append(try NodeName(text)) } catch {
-            print("--explain \(text): \(error)")
+            say("--explain \(text): \(error)")
             exit(2)
         }
     case "-h", "--help":
-        print(usage)
+        say(usage)
         exit(0)
     default:
         paths.append(argument)
@@ -41,7 +44,7 @@ func yamlFiles(_ path: String) -> [String] {
 
 let files = (paths.isEmpty ? ["Config"] : paths).flatMap(yamlFiles)
 guard !files.isEmpty else {
-    print("no .yaml files in \(paths.isEmpty ? "Config" : paths.joined(separator: ", "))")
+    say("no .yaml files in \(paths.isEmpty ? "Config" : paths.joined(separator: ", "))")
     exit(1)
 }
 var failed = 0
@@ -52,11 +55,11 @@ for file in files {
         let keys = ((try? Yams.load(yaml: text)) as? [String: Any]).map { Set($0.keys) } ?? []
         if keys.contains("nodes") {
             let scenario = try ConfigLoader.decode(LoadScenario.self, yaml: text, file: file)
-            print("ok    \(file): load scenario '\(scenario.name)', \(scenario.nodes.count) nodes, \(scenario.routes.count) routes, \(scenario.faults.count) faults")
+            say("ok    \(file): load scenario '\(scenario.name)', \(scenario.nodes.count) nodes, \(scenario.routes.count) routes, \(scenario.faults.count) faults")
             continue
         }
         let config = try ConfigLoader.load(yaml: text, file: file)
-        print("ok    \(file): node \(config.node.name), stacks \(config.stacks.map(\.name).joined(separator: ", ")), \(config.routes.count) routes")
+        say("ok    \(file): node \(config.node.name), stacks \(config.stacks.map(\.name).joined(separator: ", ")), \(config.routes.count) routes")
         guard !explain.isEmpty else { continue }
         // Route cookies are not read: the explanation names their source, not their value.
         let table = try RouteTable(routes: config.routes.map { route in
@@ -65,15 +68,15 @@ for file in files {
             return try route.staticRoute(environment: [:])
         })
         for node in explain {
-            print("      routes for \(node):")
-            for line in config.explainRoutes(for: node, table: table) { print("        \(line)") }
+            say("      routes for \(node):")
+            for line in config.explainRoutes(for: node, table: table) { say("        \(line)") }
             let cookies = config.routes.filter { route in route.cookie != nil && ((try? Regex(route.match)).map { node.description.contains($0) } ?? false) }
-            for route in cookies { print("        ('\(route.match)' overrides the cookie, from \(route.cookie!.env.map { "$\($0)" } ?? route.cookie!.file ?? "?"))") }
+            for route in cookies { say("        ('\(route.match)' overrides the cookie, from \(route.cookie!.env.map { "$\($0)" } ?? route.cookie!.file ?? "?"))") }
         }
     } catch {
         failed += 1
-        print("FAIL  \(error)")
+        say("FAIL  \(error)")
     }
 }
-print(failed == 0 ? "\(files.count) files valid" : "\(failed) of \(files.count) files invalid")
+say(failed == 0 ? "\(files.count) files valid" : "\(failed) of \(files.count) files invalid")
 exit(failed == 0 ? 0 : 1)

@@ -32,8 +32,14 @@ struct AdminOptions: ParsableArguments {
 
     /// Runs a call, turning its failure into a one-line error for the terminal.
     func run<T>(_ call: () async throws -> T) async throws -> T {
-        do { return try await call() } catch { throw ValidationError("\(error)") }
+        do { return try await call() } catch { throw CommandFailed(description: "\(error)") }
     }
+}
+
+/// A command that could not do its work (printed as `Error: ...`, without the usage text
+/// that belongs to mistakes on the command line).
+struct CommandFailed: Error, CustomStringConvertible {
+    let description: String
 }
 
 struct Status: AsyncParsableCommand {
@@ -59,12 +65,12 @@ struct Status: AsyncParsableCommand {
     }
 
     static func table(_ rows: [ConnectionStatus]) -> String {
-        let header = ["peer", "state", "stack", "dir", "address", "links", "sent", "received", "msgs out", "msgs in", "ratio", "idle s", "retries", "queued"]
+        let header = ["peer", "state", "stack", "dir", "address", "links", "sent", "received", "msgs out", "msgs in", "ratio", "idle s", "retries", "queued", "unacked"]
         let cells = rows.map { row in
             [
                 row.peer, row.state, row.stack, row.direction, row.address, "\(row.liveLinks)/\(row.poolSize)", bytes(row.bytesSent), bytes(row.bytesReceived),
                 String(row.messagesSent), String(row.messagesReceived), row.compressionRatio.map { String(format: "%.2fx", $0) } ?? "-",
-                row.idleSeconds.map { String(format: "%.1f", $0) } ?? "-", String(row.retries), String(row.queued),
+                row.idleSeconds.map { String(format: "%.1f", $0) } ?? "-", String(row.retries), String(row.queued), String(row.unacknowledged),
             ]
         }
         guard !cells.isEmpty else { return "no connections" }
