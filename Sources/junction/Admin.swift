@@ -89,11 +89,8 @@ enum RuleTarget: String, ExpressibleByArgument, CaseIterable {
     case ip, net, system
 }
 
-struct Block: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Block an IP address, a network or a node on a running node (live connections it matches close).",
-        discussion: "Examples: junction block ip 10.0.0.7 · junction block net 10.1.0.0/16 · junction block system bad@host")
-
+/// The arguments `block` and `allow` share.
+struct RuleArguments: ParsableArguments {
     @OptionGroup var options: ConfigOptions
     @OptionGroup var admin: AdminOptions
 
@@ -103,31 +100,33 @@ struct Block: AsyncParsableCommand {
     @Argument(help: "The address, network (address/prefix) or node name.")
     var value: String
 
-    func run() async throws { try await changeRule("/api/block", kind: kind, value: value, options: options, admin: admin) }
+    /// Posts the rule to `path` and prints the rules in force.
+    func post(to path: String) async throws {
+        let client = try admin.client(config: try options.load())
+        let rules = try await admin.run { try await client.get(RulesInfo.self, .POST, path, json: [kind.rawValue: value]) }
+        print("IP rules: \(rules.ipRules.isEmpty ? "none" : rules.ipRules.joined(separator: ", "))")
+        print("allowed systems: \(rules.allowedSystems.isEmpty ? "none" : rules.allowedSystems.joined(separator: ", "))")
+        print("blocked systems: \(rules.blockedSystems.isEmpty ? "none" : rules.blockedSystems.joined(separator: ", "))")
+    }
+}
+
+struct Block: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Block an IP address, a network or a node on a running node (live connections it matches close).",
+        discussion: "Examples: junction block ip 10.0.0.7 · junction block net 10.1.0.0/16 · junction block system bad@host")
+
+    @OptionGroup var rule: RuleArguments
+
+    func run() async throws { try await rule.post(to: "/api/block") }
 }
 
 struct Allow: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Allow an IP address, a network or a node on a running node (an allowed system may connect despite IP blocks).")
 
-    @OptionGroup var options: ConfigOptions
-    @OptionGroup var admin: AdminOptions
+    @OptionGroup var rule: RuleArguments
 
-    @Argument(help: "ip, net or system.")
-    var kind: RuleTarget
-
-    @Argument(help: "The address, network (address/prefix) or node name.")
-    var value: String
-
-    func run() async throws { try await changeRule("/api/allow", kind: kind, value: value, options: options, admin: admin) }
-}
-
-func changeRule(_ path: String, kind: RuleTarget, value: String, options: ConfigOptions, admin: AdminOptions) async throws {
-    let client = try admin.client(config: try options.load())
-    let rules = try await admin.run { try await client.get(RulesInfo.self, .POST, path, json: [kind.rawValue: value]) }
-    print("IP rules: \(rules.ipRules.isEmpty ? "none" : rules.ipRules.joined(separator: ", "))")
-    print("allowed systems: \(rules.allowedSystems.isEmpty ? "none" : rules.allowedSystems.joined(separator: ", "))")
-    print("blocked systems: \(rules.blockedSystems.isEmpty ? "none" : rules.blockedSystems.joined(separator: ", "))")
+    func run() async throws { try await rule.post(to: "/api/allow") }
 }
 
 struct Connect: AsyncParsableCommand {

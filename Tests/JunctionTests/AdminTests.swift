@@ -274,3 +274,32 @@ struct JSONLogTests {
         #expect(object["junction.node"] == "a@h" && object["junction.peer"] == "b@h" && object["time"]?.hasPrefix("20") == true)
     }
 }
+
+@Suite("What logs never say")
+struct LogSecrecyTests {
+    @Test("at trace level, neither cookies nor message contents appear in any log line, also when a handshake fails")
+    func noSecrets() async throws {
+        let registrar = try await startRegistrar()
+        let capture = LogCapture()
+        var logger = capture.logger
+        logger.logLevel = .trace
+        let cookie = "cookie-SECRET-4711"
+        let a = try await Node.start(config: try nodeConfig("sec_a@localhost", stacks: [("native", registrar.port)]), environment: ["TEST_COOKIE": cookie], logger: logger)
+        let b = try await Node.start(config: try nodeConfig("sec_b@localhost", stacks: [("native", registrar.port)]), environment: ["TEST_COOKIE": cookie], logger: logger)
+        let c = try await Node.start(
+            config: try nodeConfig("sec_c@localhost", stacks: [("native", registrar.port)]), environment: ["TEST_COOKIE": "other-SECRET-0815"], logger: logger)
+        let sink = try b.spawn(name: "sink")
+        try await a.spawn().send(.tuple([.atom("payload_SECRET_1234"), .binary(Array("body-SECRET-99".utf8))]), to: .name("sink", on: b.name))
+        _ = try await sink.receive(timeout: .seconds(10))
+        await #expect(throws: (any Error).self) { try await c.spawn().send(.atom("payload_SECRET_1234"), to: .name("sink", on: b.name)) }
+        await capture.waitFor("handshake failed")
+        for secret in [cookie, "other-SECRET-0815", "payload_SECRET_1234", "body-SECRET-99", "SECRET"] {
+            #expect(!capture.contains(secret), "\(capture.all.filter { $0.contains(secret) })")
+        }
+        #expect(capture.all.count > 10, "trace logging was on: \(capture.all.count) lines")
+        await a.shutdown()
+        await b.shutdown()
+        await c.shutdown()
+        await registrar.shutdown()
+    }
+}
