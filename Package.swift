@@ -61,6 +61,7 @@ let package = Package(
             name: "JunctionNative",
             dependencies: [
                 "JunctionTransport",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

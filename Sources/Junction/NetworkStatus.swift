@@ -36,6 +36,10 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
     case allowedSystem(String)
     case allowedIp(IPAddress)
     case allowedIpNet(IPNetwork)
+    /// A node registered in the etcd cluster of a stack's registrar (seen by its watch).
+    case nodeJoined(stack: String, node: String)
+    /// A node's registration left that cluster (a graceful stop, or its lease expired).
+    case nodeLeft(stack: String, node: String)
     /// The access rules were replaced by a config reload; these are the rules now.
     case accessRulesReloaded(AccessRules)
 
@@ -55,6 +59,8 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
         case .allowedSystem(let system): return "allowedSystem \(system)"
         case .allowedIp(let address): return "allowedIp \(address)"
         case .allowedIpNet(let network): return "allowedIpNet \(network)"
+        case .nodeJoined(let stack, let node): return "nodeJoined \(node) (stack \(stack))"
+        case .nodeLeft(let stack, let node): return "nodeLeft \(node) (stack \(stack))"
         case .accessRulesReloaded(let rules):
             return "accessRulesReloaded (\(rules.ipRules.count) IP rules, \(rules.allowedSystems.count) allowed and \(rules.blockedSystems.count) blocked systems)"
         }

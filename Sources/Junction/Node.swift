@@ -45,7 +45,9 @@ public final class Node: Sendable {
         var creation: UInt32
         var stacks: [String: NativeStack] = [:]
         var erlangStacks: [String: ErlangStack] = [:]
-        var registrars: [String: EmbeddedRegistrar] = [:]
+        var registrars: [String: any NativeRegistrar] = [:]
+        /// Tasks that relay registrars' events to the status port.
+        var relays: [Task<Void, Never>] = []
         var listening: [String: [SocketAddress]] = [:]
         var dials: [Atom: Task<Void, Never>] = [:]
         /// Attempts of the redial under way, per peer (the status table's retries).
@@ -103,7 +105,7 @@ public final class Node: Sendable {
             let identity = HandshakeIdentity(
                 name: name, cookie: cookie, flags: settings.compression.enabled ? [.compression] : [], maxMessageSize: settings.maxMessageSize)
             let stack = try NativeStack(settings: settings, local: identity, group: group, delegate: self, logger: logger)
-            let registrar = EmbeddedRegistrar(stack: settings.name, settings: settings.registrar, group: group, logger: logger)
+            let registrar = try await makeRegistrar(settings)
             runtime.withLock {
                 $0.stacks[settings.name] = stack
                 $0.registrars[settings.name] = registrar
@@ -111,13 +113,37 @@ public final class Node: Sendable {
             guard !hidden else { continue }
             let addresses = try await stack.startAcceptors()
             runtime.withLock { $0.listening[settings.name] = addresses }
-            guard let port = addresses.first?.port else { continue }
+            guard let address = addresses.first, let port = address.port else { continue }
+            // An acceptor on a wildcard address is reached by the node name's host.
+            let host = address.ipAddress.flatMap { $0 == "0.0.0.0" || $0 == "::" ? nil : $0 } ?? name.host
             try await registrar.register(
-                alive: name.alive, port: port, tls: settings.tls != nil, handshakeVersion: Int(NativeHandshake.supportedVersions.upperBound), protocolVersion: 1)
+                name: name, host: host, port: port, tls: settings.tls != nil, handshakeVersion: Int(NativeHandshake.supportedVersions.upperBound), protocolVersion: 1)
             let listeningOn = addresses.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }.joined(separator: ", ")
             logger.info(
-                "stack \(settings.name) (\(settings.kind.rawValue)) listens on \(listeningOn); registered as '\(name.alive)' with the registrar at \(settings.registrar.host):\(settings.registrar.port)\(registrar.isServer ? " (run by this node)" : "")")
+                "stack \(settings.name) (\(settings.kind.rawValue)) listens on \(listeningOn); registered as '\(name.alive)' with \(registrar.summary(for: nil))")
         }
+    }
+
+    /// The stack's registrar: the embedded one of this host, or an etcd cluster whose
+    /// joins and leaves go to the status port.
+    func makeRegistrar(_ settings: StackSettings) async throws -> any NativeRegistrar {
+        guard settings.registrar.kind == .etcd, let etcd = settings.registrar.etcd else {
+            return EmbeddedRegistrar(stack: settings.name, settings: settings.registrar, group: group, logger: logger)
+        }
+        let registrar = try EtcdRegistrar(stack: settings.name, settings: etcd, group: group, logger: logger)
+        let stack = settings.name
+        let relay = Task { [weak self] in
+            for await event in registrar.events {
+                switch event {
+                case .joined(let node): self?.status.publish(.nodeJoined(stack: stack, node: node))
+                case .left(let node): self?.status.publish(.nodeLeft(stack: stack, node: node))
+                case .stale, .fresh, .relisted: break
+                }
+            }
+        }
+        runtime.withLock { $0.relays.append(relay) }
+        await registrar.start()
+        return registrar
     }
 
     func startErlangStack(_ settings: StackSettings) async throws {
@@ -155,7 +181,13 @@ public final class Node: Sendable {
     public func erlangStack(_ name: String) -> ErlangStack? { runtime.withLock { $0.erlangStacks[name] } }
 
     /// The registrar of a stack (for its events and resolver).
-    public func registrar(stack: String) -> EmbeddedRegistrar? { runtime.withLock { $0.registrars[stack] } }
+    public func registrar(stack: String) -> EmbeddedRegistrar? { runtime.withLock { $0.registrars[stack] } as? EmbeddedRegistrar }
+
+    /// The etcd registrar of the native stack `stack`, if it has one.
+    public func etcdRegistrar(stack: String) -> EtcdRegistrar? { runtime.withLock { $0.registrars[stack] } as? EtcdRegistrar }
+
+    /// Where stack `stack` registers and resolves (for status output).
+    public func registrarSummary(stack: String) -> String? { runtime.withLock { $0.registrars[stack] }?.summary(for: nil) }
 
     // MARK: - processes
 
@@ -388,7 +420,7 @@ public final class Node: Sendable {
                 if let erlang = erlangStack(resolverName) {
                     resolved = try await erlang.resolve(peer).merged(with: route.explicit)
                 } else {
-                    guard let registrar = registrar(stack: resolverName) else { throw RouteUnusable("no stack named '\(resolverName)'") }
+                    guard let registrar = runtime.withLock({ $0.registrars[resolverName] }) else { throw RouteUnusable("no stack named '\(resolverName)'") }
                     resolved = try await registrar.resolve(peer).merged(with: route.explicit)
                 }
                 metrics.resolved(stack: resolverName, seconds: (clock.now - start).seconds, failed: false)
@@ -430,8 +462,8 @@ public final class Node: Sendable {
 
     func resolverDescription(_ stack: String, for peer: NodeName) -> String {
         if let erlang = erlangStack(stack) { return "epmd at \(peer.host):\(erlang.erlang.epmdPort) (stack \(stack))" }
-        guard let settings = config.stacks.first(where: { $0.name == stack }) else { return "resolver \(stack)" }
-        return "registrar at \(settings.registrar.host):\(settings.registrar.port) (stack \(stack))"
+        guard let registrar = runtime.withLock({ $0.registrars[stack] }) else { return "resolver \(stack)" }
+        return registrar.summary(for: peer)
     }
 
     func install(_ connection: any PeerConnection) {
@@ -449,7 +481,7 @@ public final class Node: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for connection in connections.all() { group.addTask { await connection.closeAndWait() } }
         }
-        let (stacks, erlangStacks, registrars, dials) = runtime.withLock { ($0.stacks.values, $0.erlangStacks.values, $0.registrars.values, $0.dials.values) }
+        let (stacks, erlangStacks, registrars, dials) = runtime.withLock { ($0.stacks.values, $0.erlangStacks.values, $0.registrars.values, $0.dials.values + $0.relays) }
         for dial in dials { dial.cancel() }
         for registrar in registrars { await registrar.shutdown() }
         for stack in stacks { await stack.shutdown() }

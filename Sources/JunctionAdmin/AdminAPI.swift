@@ -169,7 +169,8 @@ public struct NodeInfo: Codable {
         public var name: String
         public var kind: String
         public var listening: [String]
-        /// `registrar HOST:PORT` or `epmd HOST:PORT`.
+        /// `epmd HOST:PORT`, or where the native stack registers (the embedded registrar's
+        /// address, or the etcd cluster, with a note when its cache is stale).
         public var registrar: String
     }
     public struct Bridge: Codable {
@@ -193,7 +194,7 @@ public struct NodeInfo: Codable {
                 name: stack.name, kind: stack.kind.rawValue,
                 listening: (listening[stack.name] ?? []).map { AdminServer.authority($0) },
                 registrar: stack.kind == .erlang
-                    ? "epmd \(stack.erlang.epmdHost):\(stack.erlang.epmdPort)" : "registrar \(stack.registrar.host):\(stack.registrar.port)")
+                    ? "epmd \(stack.erlang.epmdHost):\(stack.erlang.epmdPort)" : node.registrarSummary(stack: stack.name) ?? "none")
         }
         bridges = node.config.bridges.map { Bridge(name: $0.name, node: $0.node.description, process: $0.process) }
     }

@@ -104,6 +104,16 @@ struct ConfigTests {
         (edited("kind: native\n    registrar: {port: 4500}", "kind: erlang\n    silenceTimeout: 5s"), "stacks[1].silenceTimeout", "erlang.netTickTime"),
         (edited("kind: native\n    registrar: {port: 4500}", "kind: erlang\n    erlang: {netTickTime: 10ms}"), "stacks[1].erlang.netTickTime", "at least 1s"),
         (edited("logLevel: debug", "logLevel: loud"), "routes[0].logLevel", "unknown log level 'loud'"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd}"), "stacks[1].registrar.etcd", "needs 'etcd' with at least 'endpoints' and 'cluster'"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, port: 1, etcd: {endpoints: [http://e:2379], cluster: c}}"), "stacks[1].registrar.port", "its addresses are etcd.endpoints"),
+        (edited("registrar: {port: 4500}", "registrar: {etcd: {endpoints: [http://e:2379], cluster: c}}"), "stacks[1].registrar.etcd", "needs kind: etcd"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [e:2379], cluster: c}}"), "stacks[1].registrar.etcd.endpoints[0]", "not an endpoint like http://"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [], cluster: c}}"), "stacks[1].registrar.etcd.endpoints", "at least one endpoint"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [https://e:2379], cluster: c}}"), "stacks[1].registrar.etcd.trust", "https endpoints need 'trust'"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [http://e:2379], cluster: a/b}}"), "stacks[1].registrar.etcd.cluster", "without '/'"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [http://e:2379], cluster: c, leaseTTL: 1s}}"), "stacks[1].registrar.etcd.leaseTTL", "at least 2s"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [http://e:2379], cluster: c, requestTimeout: 30s}}"), "stacks[1].registrar.etcd.requestTimeout", "between 10ms and the lease TTL"),
+        (edited("registrar: {port: 4500}", "registrar: {kind: etcd, etcd: {endpoints: [http://e:2379], cluster: c, ttl: 5s}}"), "stacks[1].registrar.etcd.ttl", "unknown key"),
     ]
 
     @Test("bad files are refused with the key path and what was expected", arguments: badFiles)

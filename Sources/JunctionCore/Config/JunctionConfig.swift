@@ -290,21 +290,25 @@ public struct AcceptorSettings: Sendable, Hashable, Decodable {
     }
 }
 
-/// `stacks[].registrar` — where this stack publishes its acceptors and resolves names.
+/// `stacks[].registrar` — where this stack publishes its acceptors and resolves names:
+/// the embedded registrar of each host, or an etcd cluster shared by many hosts.
 public struct RegistrarSettings: Sendable, Hashable, Decodable {
-    public enum Kind: String, Sendable, Decodable, CaseIterable { case embedded }
+    public enum Kind: String, Sendable, Decodable, CaseIterable { case embedded, etcd }
 
     public var kind: Kind
     /// Address of the embedded registrar server on this host (loopback).
     public var host: String
     public var port: Int
+    /// For `kind: etcd`.
+    public var etcd: EtcdSettings?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case kind, host, port }
+    enum CodingKeys: String, CodingKey, CaseIterable { case kind, host, port, etcd }
 
-    public init(kind: Kind = .embedded, host: String = "127.0.0.1", port: Int = 4499) {
+    public init(kind: Kind = .embedded, host: String = "127.0.0.1", port: Int = 4499, etcd: EtcdSettings? = nil) {
         self.kind = kind
         self.host = host
         self.port = port
+        self.etcd = etcd
     }
 
     public init(from decoder: Decoder) throws {
@@ -314,11 +318,102 @@ public struct RegistrarSettings: Sendable, Hashable, Decodable {
             throw invalid(decoder.codingPath + [CodingKeys.kind], "unknown registrar kind '\(kindText)'; available: \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         self.kind = kind
+        etcd = try container.decodeIfPresent(EtcdSettings.self, forKey: .etcd)
+        switch kind {
+        case .etcd:
+            guard etcd != nil else { throw invalid(decoder.codingPath + [CodingKeys.etcd], "a registrar of kind etcd needs 'etcd' with at least 'endpoints' and 'cluster'") }
+            for key in [CodingKeys.host, .port] where container.contains(key) {
+                throw invalid(decoder.codingPath + [key], "an etcd registrar has no '\(key.stringValue)'; its addresses are etcd.endpoints")
+            }
+        case .embedded:
+            guard etcd == nil else { throw invalid(decoder.codingPath + [CodingKeys.etcd], "'etcd' needs kind: etcd (this registrar is embedded)") }
+        }
         host = try container.value(.host, default: "127.0.0.1")
         port = try container.value(.port, default: 4499)
         try checkPort(port, decoder.codingPath + [CodingKeys.port])
         guard port != 0 else { throw invalid(decoder.codingPath + [CodingKeys.port], "the registrar needs a fixed port that every node on the host knows") }
     }
+}
+
+/// `stacks[].registrar.etcd` — an etcd cluster (v3 API over its HTTP/JSON gateway) that
+/// holds this stack's nodes under `<namespace>/<cluster>/nodes/<node>`.
+public struct EtcdSettings: Sendable, Hashable, Decodable {
+    /// `http://host:port` or `https://host:port`, tried in order (the next when one fails).
+    public var endpoints: [String]
+    /// Nodes of one cluster see each other; names are unique within it.
+    public var cluster: String
+    public var namespace: String
+    /// The registration lives this long without keep-alives (renewed every third of it).
+    public var leaseTTL: ConfigDuration
+    /// One request to etcd; past it, the next endpoint is tried.
+    public var requestTimeout: ConfigDuration
+    /// For `https` endpoints: the CA that etcd's certificate must chain to, and the client
+    /// certificate when etcd requires one.
+    public var trust: String?
+    public var certificate: CertificateFiles?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case endpoints, cluster, namespace, leaseTTL, requestTimeout, trust, certificate }
+
+    public init(
+        endpoints: [String], cluster: String, namespace: String = "junction", leaseTTL: ConfigDuration = .seconds(10),
+        requestTimeout: ConfigDuration = .seconds(2), trust: String? = nil, certificate: CertificateFiles? = nil
+    ) {
+        self.endpoints = endpoints
+        self.cluster = cluster
+        self.namespace = namespace
+        self.leaseTTL = leaseTTL
+        self.requestTimeout = requestTimeout
+        self.trust = trust
+        self.certificate = certificate
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        endpoints = try container.decode([String].self, forKey: .endpoints)
+        cluster = try container.decode(String.self, forKey: .cluster)
+        namespace = try container.value(.namespace, default: "junction")
+        leaseTTL = try container.value(.leaseTTL, default: .seconds(10))
+        requestTimeout = try container.value(.requestTimeout, default: .seconds(2))
+        trust = try container.decodeIfPresent(String.self, forKey: .trust)
+        certificate = try container.decodeIfPresent(CertificateFiles.self, forKey: .certificate)
+        guard !endpoints.isEmpty else { throw invalid(decoder.codingPath + [CodingKeys.endpoints], "at least one endpoint (http://host:port) is needed") }
+        for (index, endpoint) in endpoints.enumerated() {
+            guard Self.parse(endpoint) != nil else {
+                throw invalid(
+                    decoder.codingPath + [CodingKeys.endpoints, AnyCodingKey(intValue: index)!], "'\(endpoint)' is not an endpoint like http://10.0.0.5:2379 or https://etcd-1:2379")
+            }
+        }
+        if endpoints.contains(where: { $0.hasPrefix("https://") }), trust == nil {
+            throw invalid(decoder.codingPath + [CodingKeys.trust], "https endpoints need 'trust' (the PEM file of the CA that etcd's certificate chains to)")
+        }
+        for (key, text) in [(CodingKeys.cluster, cluster), (.namespace, namespace)] {
+            guard !text.isEmpty, !text.contains("/") else { throw invalid(decoder.codingPath + [key], "must be a non-empty name without '/', not '\(text)'") }
+        }
+        guard leaseTTL.nanoseconds >= 2_000_000_000 else { throw invalid(decoder.codingPath + [CodingKeys.leaseTTL], "must be at least 2s, not \(leaseTTL)") }
+        guard requestTimeout.nanoseconds >= 10_000_000, requestTimeout.nanoseconds < leaseTTL.nanoseconds else {
+            throw invalid(decoder.codingPath + [CodingKeys.requestTimeout], "must be between 10ms and the lease TTL (\(leaseTTL)), not \(requestTimeout)")
+        }
+    }
+
+    /// (tls, host, port) of `endpoint`, or nil when it is not `http(s)://host:port`.
+    public static func parse(_ endpoint: String) -> (tls: Bool, host: String, port: Int)? {
+        let tls: Bool
+        let rest: Substring
+        if endpoint.hasPrefix("http://") { (tls, rest) = (false, endpoint.dropFirst(7)) } else if endpoint.hasPrefix("https://") {
+            (tls, rest) = (true, endpoint.dropFirst(8))
+        } else {
+            return nil
+        }
+        let authority = rest.hasSuffix("/") ? rest.dropLast() : rest
+        guard let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(authority[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, !host.contains("/") else { return nil }
+        return (tls, host, port)
+    }
+
+    /// The key prefix of this cluster's nodes.
+    public var prefix: String { "\(namespace)/\(cluster)/nodes/" }
 }
 
 /// `routes[]` — one static route (`spec/static-routes.txt`).
