@@ -40,6 +40,11 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
     case nodeJoined(stack: String, node: String)
     /// A node's registration left that cluster (a graceful stop, or its lease expired).
     case nodeLeft(stack: String, node: String)
+    /// A stack's etcd registrar cannot follow etcd (unreachable, or without quorum):
+    /// resolves come from its cache, stale, and the registration holds while its lease does.
+    case registrarStale(stack: String, reason: String)
+    /// It follows etcd again; the cache is fresh.
+    case registrarFresh(stack: String)
     /// The access rules were replaced by a config reload; these are the rules now.
     case accessRulesReloaded(AccessRules)
 
@@ -61,6 +66,8 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
         case .allowedIpNet(let network): return "allowedIpNet \(network)"
         case .nodeJoined(let stack, let node): return "nodeJoined \(node) (stack \(stack))"
         case .nodeLeft(let stack, let node): return "nodeLeft \(node) (stack \(stack))"
+        case .registrarStale(let stack, let reason): return "registrarStale on stack \(stack): \(reason)"
+        case .registrarFresh(let stack): return "registrarFresh on stack \(stack)"
         case .accessRulesReloaded(let rules):
             return "accessRulesReloaded (\(rules.ipRules.count) IP rules, \(rules.allowedSystems.count) allowed and \(rules.blockedSystems.count) blocked systems)"
         }

@@ -137,7 +137,9 @@ public final class Node: Sendable {
                 switch event {
                 case .joined(let node): self?.status.publish(.nodeJoined(stack: stack, node: node))
                 case .left(let node): self?.status.publish(.nodeLeft(stack: stack, node: node))
-                case .stale, .fresh, .relisted: break
+                case .stale(let reason): self?.status.publish(.registrarStale(stack: stack, reason: reason))
+                case .fresh: self?.status.publish(.registrarFresh(stack: stack))
+                case .relisted: break
                 }
             }
         }

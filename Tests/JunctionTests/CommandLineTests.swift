@@ -53,7 +53,7 @@ struct CommandLineTests {
         #expect(await routes.exitStatus() == 0)
         #expect(routes.standardOutput.contains("1. no static route matches: default resolver (stack native)"), "\(routes.standardOutput)")
         #expect(
-            routes.standardOutput.contains("1. default resolver: registrar at 127.0.0.1:\(registrarPort) (stack native) answered localhost:"),
+            routes.standardOutput.contains("1. default resolver: registrar at localhost:\(registrarPort) (stack native) answered localhost:"),
             "\(routes.standardOutput)\(routes.output)")
         let erlangRoute = try NodeProcess(
             binary: Self.binary, arguments: ["routes", "--config", config.path, "erl_x@localhost", "--resolve"], environment: environment)

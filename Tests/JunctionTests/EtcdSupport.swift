@@ -125,12 +125,13 @@ final class EtcdCluster: Sendable {
         for member in members { try? FileManager.default.removeItem(at: member.dataDirectory) }
     }
 
-    /// A node config on this cluster: one native stack whose registrar is etcd.
-    func nodeConfig(_ name: String, cluster: String, leaseTTL: String = "2s", requestTimeout: String = "500ms") throws -> JunctionConfig {
+    /// A node config on this cluster: one native stack whose registrar is etcd. The lease
+    /// and timeouts leave room for a machine busy with the rest of the suite.
+    func nodeConfig(_ name: String, cluster: String, leaseTTL: String = "5s", requestTimeout: String = "2s") throws -> JunctionConfig {
         try ConfigLoader.load(yaml: yaml(name, cluster: cluster, leaseTTL: leaseTTL, requestTimeout: requestTimeout))
     }
 
-    func yaml(_ name: String, cluster: String, leaseTTL: String = "2s", requestTimeout: String = "500ms") -> String {
+    func yaml(_ name: String, cluster: String, leaseTTL: String = "5s", requestTimeout: String = "2s") -> String {
         let security =
             tls ? ", trust: \(Self.fixture("ca.pem")), certificate: {certificate: \(Self.fixture("node-b.pem")), key: \(Self.fixture("node-b.key"))}" : ""
         return """

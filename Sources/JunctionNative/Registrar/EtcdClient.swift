@@ -53,41 +53,60 @@ final class EtcdClient: Sendable {
     /// as they are (the next endpoint would say the same); an endpoint that cannot be
     /// reached or does not answer in time is skipped for the next.
     func call(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
-        let payload = try JSONSerialization.data(withJSONObject: body)
+        try await callOnLoop(path, body).get().value
+    }
+
+    /// A parsed JSON answer, passed between threads. @unchecked: JSONSerialization's
+    /// output is a tree of immutable values (strings, numbers, arrays, dictionaries) that
+    /// nothing mutates after parsing.
+    struct Answer: @unchecked Sendable {
+        let value: [String: Any]
+    }
+
+    /// `call` on the event loops alone, for work that must not wait for a busy Swift
+    /// concurrency pool (the lease keep-alive).
+    func callOnLoop(_ path: String, _ body: [String: Any]) -> EventLoopFuture<Answer> {
+        let loop = group.next()
+        let payload: Data
+        do { payload = try JSONSerialization.data(withJSONObject: body) } catch { return loop.makeFailedFuture(error) }
         let first = preferred.withLock { $0 }
-        var failures: [String] = []
-        for offset in 0..<endpoints.count {
+        @Sendable func attempt(_ offset: Int, _ failures: [String]) -> EventLoopFuture<Answer> {
+            guard offset < endpoints.count else {
+                return loop.makeFailedFuture(EtcdError(code: nil, description: "no etcd endpoint answered \(path): \(failures.joined(separator: "; "))"))
+            }
             let index = (first + offset) % endpoints.count
             let endpoint = endpoints[index]
-            do {
-                let (status, bytes) = try await exchange(endpoint, path: path, payload: payload)
-                preferred.withLock { $0 = index }
-                let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
-                guard status == 200 else {
-                    let message = object["error"] as? String ?? object["message"] as? String ?? String(decoding: bytes.prefix(200), as: UTF8.self)
-                    throw EtcdError(code: object["code"] as? Int, description: "etcd at \(endpoint) answered \(status) to \(path): \(message)")
+            return exchange(endpoint, path: path, payload: payload).hop(to: loop)
+                .flatMapThrowing { status, bytes -> Answer in
+                    self.preferred.withLock { $0 = index }
+                    let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
+                    guard status == 200 else {
+                        let message = object["error"] as? String ?? object["message"] as? String ?? String(decoding: bytes.prefix(200), as: UTF8.self)
+                        throw EtcdError(code: object["code"] as? Int, description: "etcd at \(endpoint) answered \(status) to \(path): \(message)")
+                    }
+                    return Answer(value: object)
                 }
-                return object
-            } catch let error as EtcdError {
-                throw error
-            } catch {
-                failures.append("\(endpoint): \(error)")
-            }
+                .flatMapError { error in
+                    if error is EtcdError { return loop.makeFailedFuture(error) }
+                    return attempt(offset + 1, failures + ["\(endpoint): \(error)"])
+                }
         }
-        throw EtcdError(code: nil, description: "no etcd endpoint answered \(path): \(failures.joined(separator: "; "))")
+        return attempt(0, [])
     }
 
     /// One request on a new connection: the status and the whole body.
-    func exchange(_ endpoint: Endpoint, path: String, payload: Data) async throws -> (Int, [UInt8]) {
+    func exchange(_ endpoint: Endpoint, path: String, payload: Data) -> EventLoopFuture<(Int, [UInt8])> {
         let collector = EtcdResponse(mode: .whole)
-        let channel = try await connect(endpoint, handler: collector)
-        defer { channel.close(promise: nil) }
-        send(path: path, payload: payload, endpoint: endpoint, on: channel)
-        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
-            collector.fail(EtcdTimeout(description: "no answer within \(self.timeout.nanoseconds / 1_000_000) ms"), channel: channel)
+        return connect(endpoint, handler: collector).flatMap { channel in
+            self.send(path: path, payload: payload, endpoint: endpoint, on: channel)
+            let deadline = channel.eventLoop.scheduleTask(in: self.timeout) {
+                collector.fail(EtcdTimeout(description: "no answer within \(self.timeout.nanoseconds / 1_000_000) ms"), channel: channel)
+            }
+            return collector.whole.futureResult.always { _ in
+                deadline.cancel()
+                channel.close(promise: nil)
+            }
         }
-        defer { deadline.cancel() }
-        return try await collector.whole.futureResult.get()
     }
 
     /// A streaming request (`/v3/watch`): each JSON message of the answer goes to
@@ -102,7 +121,7 @@ final class EtcdClient: Sendable {
             let endpoint = endpoints[index]
             let collector = EtcdResponse(mode: .stream(message))
             let channel: any Channel
-            do { channel = try await connect(endpoint, handler: collector) } catch {
+            do { channel = try await connect(endpoint, handler: collector).get() } catch {
                 failures.append("\(endpoint): \(error)")
                 continue
             }
@@ -116,21 +135,19 @@ final class EtcdClient: Sendable {
         throw EtcdError(code: nil, description: "no etcd endpoint accepted \(path): \(failures.joined(separator: "; "))")
     }
 
-    func connect(_ endpoint: Endpoint, handler: EtcdResponse) async throws -> any Channel {
+    func connect(_ endpoint: Endpoint, handler: EtcdResponse) -> EventLoopFuture<any Channel> {
         let tls = endpoint.tls ? self.tls : nil
-        if endpoint.tls, tls == nil {
+        guard !endpoint.tls || tls != nil else {
             let error = EtcdError(code: nil, description: "\(endpoint) is https but no trust is configured")
             handler.finish(error)
-            throw error
+            return group.next().makeFailedFuture(error)
         }
-        let host = endpoint.host
-        do {
-            return try await bootstrap(host: host, tls: tls, handler: handler).connect(host: host, port: endpoint.port).get()
-        } catch {
-            // Never connected: nothing else will complete the handler's promises.
-            handler.finish(error)
-            throw error
-        }
+        return bootstrap(host: endpoint.host, tls: tls, handler: handler).connect(host: endpoint.host, port: endpoint.port)
+            .flatMapErrorThrowing { error in
+                // Never connected: nothing else will complete the handler's promises.
+                handler.finish(error)
+                throw error
+            }
     }
 
     func bootstrap(host: String, tls: NIOSSLContext?, handler: EtcdResponse) -> ClientBootstrap {

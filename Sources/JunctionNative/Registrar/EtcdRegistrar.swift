@@ -53,6 +53,9 @@ public final class EtcdRegistrar: NativeRegistrar {
         var staleReason: String?
         var record: Record?
         var lease: Int64?
+        /// The keep-alive, on an event loop.
+        var keeper: RepeatedTask?
+        var renewalFailingSince: NIODeadline?
         var tasks: [Task<Void, Never>] = []
         var watch: (any Channel)?
         var watchPaused = false
@@ -123,8 +126,7 @@ public final class EtcdRegistrar: NativeRegistrar {
         }
         state.withLock { $0.lease = lease }
         logger.info("registered '\(name)' in \(where_) as \(key(record.node)), lease \(lease) of \(settings.leaseTTL)")
-        let keeper = Task { await self.keepAlive() }
-        state.withLock { $0.tasks.append(keeper) }
+        startKeepAlive()
     }
 
     func grant() async throws -> Int64 {
@@ -133,28 +135,59 @@ public final class EtcdRegistrar: NativeRegistrar {
         return id
     }
 
-    /// Renews the lease every third of its TTL; takes the key over with a new lease when
-    /// etcd says the old one is gone.
-    func keepAlive() async {
-        var failingSince: ContinuousClock.Instant?
-        while !Task.isCancelled {
-            try? await Task.sleep(for: interval)
-            guard !Task.isCancelled, let lease = state.withLock({ $0.lease }) else { return }
+    /// Renews the lease every third of its TTL, on an event loop: a node whose Swift
+    /// concurrency pool is busy still renews in time. When etcd says the lease is gone, a
+    /// task takes the key over with a new one.
+    func startKeepAlive() {
+        let loop = client.group.next()
+        let every = TimeAmount.nanoseconds(settings.leaseTTL.nanoseconds / 3)
+        let keeper = loop.scheduleRepeatedAsyncTask(initialDelay: every, delay: every) { _ in
+            guard let lease = self.state.withLock({ $0.lease }) else { return loop.makeSucceededVoidFuture() }
+            return self.client.callOnLoop("/v3/lease/keepalive", ["ID": String(lease)])
+                .map { answer in self.renewed(lease: lease, ttl: EtcdClient.int((answer.value["result"] as? [String: Any])?["TTL"]) ?? 0) }
+                .recover { error in self.renewalFailed(error) }
+        }
+        state.withLock { $0.keeper = keeper }
+    }
+
+    func renewed(lease: Int64, ttl: Int64) {
+        let (failingSince, expired) = state.withLock { state -> (NIODeadline?, Bool) in
+            defer { state.renewalFailingSince = nil }
+            guard ttl <= 0, state.lease == lease else { return (state.renewalFailingSince, false) }
+            state.lease = nil  // no keep-alives for the dead lease while the take-over runs
+            return (state.renewalFailingSince, true)
+        }
+        if let failingSince {
+            logger.notice("etcd renewed the lease again after \(String(format: "%.1f", Double((NIODeadline.now() - failingSince).nanoseconds) / 1e9)) s")
+        }
+        if expired {
+            let task = Task { await self.takeOverUntilDone(expired: lease) }
+            state.withLock { $0.tasks.append(task) }
+        }
+        markFresh()
+    }
+
+    func renewalFailed(_ error: any Error) {
+        let first = state.withLock { state -> Bool in
+            defer { if state.renewalFailingSince == nil { state.renewalFailingSince = .now() } }
+            return state.renewalFailingSince == nil
+        }
+        if first {
+            logger.warning("cannot renew the registration's lease in \(where_): \(error); it holds for up to \(settings.leaseTTL) after the last renewal")
+        }
+        markStale("etcd does not renew the lease: \(error)")
+    }
+
+    /// Retries the take-over (every third of the TTL) until it succeeds, the name turns
+    /// out taken, or the node stops.
+    func takeOverUntilDone(expired: Int64) async {
+        while !Task.isCancelled, !state.withLock({ $0.shuttingDown }) {
             do {
-                let answer = try await client.call("/v3/lease/keepalive", ["ID": String(lease)])
-                let ttl = EtcdClient.int((answer["result"] as? [String: Any])?["TTL"]) ?? 0
-                if let since = failingSince {
-                    logger.notice("etcd renewed the lease again after \(String(format: "%.1f", (ContinuousClock.now - since).seconds)) s")
-                    failingSince = nil
-                }
-                if ttl <= 0 { try await takeOver(expired: lease) }
-                markFresh()
+                try await takeOver(expired: expired)
+                return
             } catch {
-                if failingSince == nil {
-                    failingSince = .now
-                    logger.warning("cannot renew the registration's lease in \(where_): \(error); it holds for up to \(settings.leaseTTL) after the last renewal")
-                }
-                markStale("etcd does not renew the lease: \(error)")
+                logger.warning("could not register again after the lease expired: \(error); retrying")
+                try? await Task.sleep(for: interval)
             }
         }
     }
@@ -179,7 +212,6 @@ public final class EtcdRegistrar: NativeRegistrar {
         guard answer["succeeded"] as? Bool == true else {
             _ = try? await client.call("/v3/lease/revoke", ["ID": String(lease)])
             logger.error("the lease of '\(record.node)' expired and another node took the name in \(where_); this node is no longer registered there")
-            state.withLock { $0.lease = nil }
             return
         }
         state.withLock { $0.lease = lease }
@@ -187,15 +219,21 @@ public final class EtcdRegistrar: NativeRegistrar {
     }
 
     public func shutdown() async {
-        let (tasks, watch, lease, record) = state.withLock { state in
+        let (tasks, keeper, watch, lease, record) = state.withLock { state in
             state.shuttingDown = true
             defer {
                 state.lease = nil
                 state.tasks = []
+                state.keeper = nil
                 state.resume?.resume()
                 state.resume = nil
             }
-            return (state.tasks, state.watch, state.lease, state.record)
+            return (state.tasks, state.keeper, state.watch, state.lease, state.record)
+        }
+        if let keeper {
+            let stopped = client.group.next().makePromise(of: Void.self)
+            keeper.cancel(promise: stopped)
+            try? await stopped.futureResult.get()
         }
         for task in tasks { task.cancel() }
         watch?.close(promise: nil)
