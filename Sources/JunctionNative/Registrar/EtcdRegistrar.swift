@@ -300,17 +300,21 @@ public final class EtcdRegistrar: NativeRegistrar {
     }
 
     /// Watches the prefix from the revision after the cache's, applying every change;
-    /// lists again after a compaction, and reconnects (with backoff) when the stream breaks.
+    /// lists again after a compaction or a broken stream (reconnecting with backoff).
     func follow() async {
         var delay = Duration.milliseconds(100)
         var relist: Int64?
+        // After a broken stream the cache is listed again too: etcd may have been restored
+        // from a backup, with revisions the cache never saw.
+        var listAgain = false
         while !Task.isCancelled, !state.withLock({ $0.shuttingDown }) {
             await waitWhilePaused()
             let compaction = CompactionSeen()
             do {
-                if relist != nil || !state.withLock({ $0.listed }) {
+                if relist != nil || listAgain || !state.withLock({ $0.listed }) {
                     try await list(compacted: relist)
                     relist = nil
+                    listAgain = false
                 }
                 let start = state.withLock { $0.revision } + 1
                 try await client.stream(
@@ -341,6 +345,7 @@ public final class EtcdRegistrar: NativeRegistrar {
                     continue
                 }
                 guard !Task.isCancelled, !state.withLock({ $0.shuttingDown || $0.watchPaused }) else { continue }
+                listAgain = true
                 if compaction.created.load(ordering: .relaxed) { delay = .milliseconds(100) }
                 markStale("the watch on \(settings.prefix) broke: \(error)")
                 try? await Task.sleep(for: delay)
