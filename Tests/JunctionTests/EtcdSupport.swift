@@ -54,9 +54,28 @@ final class EtcdCluster: Sendable {
                     dataDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("etcd-\(UUID())")))
         }
         let cluster = EtcdCluster(members: members, tls: tls)
-        for index in members.indices { try cluster.launch(index) }
-        for index in members.indices { try await cluster.waitUntilServing(index) }
+        do {
+            for index in members.indices { try cluster.launch(index) }
+            for index in members.indices { try await cluster.waitUntilServing(index) }
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
         return cluster
+    }
+
+    /// Runs `body` with a started cluster and stops every member afterwards, also when
+    /// `body` throws (a failing test leaves no etcd behind).
+    static func with<T>(members: Int, tls: Bool = false, _ body: (EtcdCluster) async throws -> T) async throws -> T {
+        let cluster = try await start(members: members, tls: tls)
+        do {
+            let result = try await body(cluster)
+            await cluster.shutdown()
+            return result
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
     }
 
     var endpoints: [String] { members.map { tls ? $0.endpoint.replacingOccurrences(of: "http://", with: "https://") : $0.endpoint } }
