@@ -110,7 +110,7 @@ struct EtcdRegistrarTests {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let file = directory.appendingPathComponent("ek.yaml")
-            try etcd.yaml("ek@localhost", cluster: cluster).write(to: file, atomically: true, encoding: .utf8)
+            try etcd.yaml("ek@localhost", cluster: cluster, leaseTTL: "3s").write(to: file, atomically: true, encoding: .utf8)
             let joined = event(on: watcher) { $0 == .nodeJoined(stack: "dc", node: "ek@localhost") }
             let killed = try ChildProcess(binary: CommandLineTests.binary, arguments: ["run", "--config", file.path], environment: environment.merging(["PATH": "/usr/bin:/bin"]) { $1 })
             defer { killed.signal(SIGKILL) }
@@ -167,15 +167,15 @@ struct EtcdRegistrarTests {
         try await EtcdCluster.with(members: 3) { etcd in
             let cluster = "c\(UInt32.random(in: 0...UInt32.max))"
             let capture = LogCapture()
-            let a = try await Node.start(config: try etcd.nodeConfig("qa@localhost", cluster: cluster, leaseTTL: "5s", requestTimeout: "1s"), environment: environment, logger: capture.logger)
-            let b = try await Node.start(config: try etcd.nodeConfig("qb@localhost", cluster: cluster, leaseTTL: "5s", requestTimeout: "1s"), environment: environment, logger: quietLogger)
+            let a = try await Node.start(config: try etcd.nodeConfig("qa@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, logger: capture.logger)
+            let b = try await Node.start(config: try etcd.nodeConfig("qb@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, logger: quietLogger)
             let registrar = try #require(a.etcdRegistrar(stack: "dc"))
             _ = try await registrar.resolve(b.name)
 
             // The leader stops: the others elect one; registration and resolution go on.
             let leader = try await etcd.leader()
             await etcd.stop(leader)
-            let c = try await Node.start(config: try etcd.nodeConfig("qc@localhost", cluster: cluster, leaseTTL: "5s", requestTimeout: "1s"), environment: environment, logger: quietLogger)
+            let c = try await Node.start(config: try etcd.nodeConfig("qc@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, logger: quietLogger)
             let sink = try c.spawn(name: "sink")
             try await a.spawn().send(.atom("after_leader"), to: .name("sink", on: c.name))
             #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("after_leader"))
@@ -203,7 +203,7 @@ struct EtcdRegistrarTests {
             let held = try await etcd.client().call("/v3/kv/range", ["key": EtcdClient.base64("junction/\(cluster)/nodes/qa@localhost")])
             #expect((held["kvs"] as? [Any])?.count == 1, "a's registration survived: \(held)")
             let joined = event(on: a) { $0 == .nodeJoined(stack: "dc", node: "qd@localhost") }
-            let d = try await Node.start(config: try etcd.nodeConfig("qd@localhost", cluster: cluster, leaseTTL: "5s", requestTimeout: "1s"), environment: environment, logger: quietLogger)
+            let d = try await Node.start(config: try etcd.nodeConfig("qd@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, logger: quietLogger)
             _ = await joined.value
             for node in [a, b, c, d] { await node.shutdown() }
         }

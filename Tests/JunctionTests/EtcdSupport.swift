@@ -145,12 +145,14 @@ final class EtcdCluster: Sendable {
     }
 
     /// A node config on this cluster: one native stack whose registrar is etcd. The lease
-    /// and timeouts leave room for a machine busy with the rest of the suite.
-    func nodeConfig(_ name: String, cluster: String, leaseTTL: String = "5s", requestTimeout: String = "2s") throws -> JunctionConfig {
+    /// and timeouts leave room for a machine busy with the rest of the suite (in CI a node
+    /// or etcd itself can be starved for seconds; a lease lost that way is taken again,
+    /// but a resolve in between would miss it).
+    func nodeConfig(_ name: String, cluster: String, leaseTTL: String = "15s", requestTimeout: String = "2s") throws -> JunctionConfig {
         try ConfigLoader.load(yaml: yaml(name, cluster: cluster, leaseTTL: leaseTTL, requestTimeout: requestTimeout))
     }
 
-    func yaml(_ name: String, cluster: String, leaseTTL: String = "5s", requestTimeout: String = "2s") -> String {
+    func yaml(_ name: String, cluster: String, leaseTTL: String = "15s", requestTimeout: String = "2s") -> String {
         let security =
             tls ? ", trust: \(Self.fixture("ca.pem")), certificate: {certificate: \(Self.fixture("node-b.pem")), key: \(Self.fixture("node-b.key"))}" : ""
         return """
