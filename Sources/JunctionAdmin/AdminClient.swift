@@ -1,4 +1,5 @@
 import Foundation
+import JunctionTransport
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -30,28 +31,16 @@ public struct AdminClient: Sendable {
 
     /// The status and body of `method path` with `body` (JSON) if any.
     public func call(_ method: HTTPMethod, _ path: String, json body: [String: String]? = nil) async throws -> (status: Int, body: [UInt8]) {
-        let collector = ResponseCollector()
-        let channel: any Channel
+        var headers: [(String, String)] = []
+        if body != nil { headers.append(("Content-Type", "application/json")) }
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        let payload = try body.map { Array(try JSONSerialization.data(withJSONObject: $0)) }
+        let request = HTTPRequest(method, host: host, port: port, path: path, headers: headers, body: payload)
         do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.seconds(5))
-                .channelInitializer { channel in
-                    channel.pipeline.addHTTPClientHandlers().flatMap { channel.pipeline.addHandler(collector) }
-                }
-                .connect(host: host, port: port).get()
+            return try await request.response(group: group).get()
         } catch {
-            throw AdminCallError(status: nil, description: "no admin endpoint answers at http://\(host):\(port) (\(error)); is the node running with admin: in its config?")
+            throw AdminCallError(status: nil, description: "no answer from an admin endpoint at http://\(host):\(port) (\(error)); is the node running with admin: in its config?")
         }
-        let payload = try body.map { try JSONSerialization.data(withJSONObject: $0) }
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "\(host):\(port)")
-        headers.add(name: "Content-Length", value: String(payload?.count ?? 0))
-        if payload != nil { headers.add(name: "Content-Type", value: "application/json") }
-        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)), promise: nil)
-        if let payload { channel.write(HTTPClientRequestPart.body(.byteBuffer(channel.allocator.buffer(bytes: payload))), promise: nil) }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        return try await collector.response.futureResult.get()
     }
 
     /// Decodes a 2xx answer as `T`; any other status throws the endpoint's error message.
@@ -64,42 +53,5 @@ public struct AdminClient: Sendable {
     static func error(status: Int, body: [UInt8]) -> AdminCallError {
         let message = (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])?["error"] as? String ?? String(decoding: body, as: UTF8.self)
         return AdminCallError(status: status, description: "the node answered \(status): \(message)")
-    }
-}
-
-/// Gathers one response; fails if the connection closes before it is complete.
-final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
-    // @unchecked: state touched on the channel's event loop only; `response` is a promise.
-    typealias InboundIn = HTTPClientResponsePart
-    var status = 0
-    var body: [UInt8] = []
-    var promise: EventLoopPromise<(status: Int, body: [UInt8])>?
-    let response: EventLoopPromise<(status: Int, body: [UInt8])>
-
-    init() {
-        response = MultiThreadedEventLoopGroup.singleton.next().makePromise()
-        promise = response
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head): status = Int(head.status.code)
-        case .body(var buffer): body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            promise?.succeed((status, body))
-            promise = nil
-            context.close(promise: nil)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise?.fail(AdminCallError(status: nil, description: "the admin endpoint closed the connection before answering"))
-        promise = nil
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise?.fail(error)
-        promise = nil
-        context.close(promise: nil)
     }
 }

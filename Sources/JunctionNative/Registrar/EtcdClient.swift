@@ -1,9 +1,8 @@
 import Foundation
 import JunctionCore
+import JunctionTransport
 import Logging
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import NIOSSL
 import Synchronization
 
@@ -95,18 +94,18 @@ final class EtcdClient: Sendable {
     }
 
     /// One request on a new connection: the status and the whole body.
-    func exchange(_ endpoint: Endpoint, path: String, payload: Data) -> EventLoopFuture<(Int, [UInt8])> {
-        let collector = EtcdResponse(mode: .whole)
-        return connect(endpoint, handler: collector).flatMap { channel in
-            self.send(path: path, payload: payload, endpoint: endpoint, on: channel)
-            let deadline = channel.eventLoop.scheduleTask(in: self.timeout) {
-                collector.fail(EtcdTimeout(description: "no answer within \(self.timeout.nanoseconds / 1_000_000) ms"), channel: channel)
-            }
-            return collector.whole.futureResult.always { _ in
-                deadline.cancel()
-                channel.close(promise: nil)
-            }
+    func exchange(_ endpoint: Endpoint, path: String, payload: Data) -> EventLoopFuture<(status: Int, body: [UInt8])> {
+        guard let request = request(endpoint, path: path, payload: payload) else {
+            return group.next().makeFailedFuture(EtcdError(code: nil, description: "\(endpoint) is https but no trust is configured"))
         }
+        return request.response(group: group)
+    }
+
+    func request(_ endpoint: Endpoint, path: String, payload: Data) -> HTTPRequest? {
+        guard !endpoint.tls || tls != nil else { return nil }
+        return HTTPRequest(
+            .POST, host: endpoint.host, port: endpoint.port, path: path, headers: [("Content-Type", "application/json")], body: Array(payload),
+            tls: endpoint.tls ? tls : nil, timeout: timeout)
     }
 
     /// A streaming request (`/v3/watch`): each JSON message of the answer goes to
@@ -119,60 +118,28 @@ final class EtcdClient: Sendable {
         for offset in 0..<endpoints.count {
             let index = (first + offset) % endpoints.count
             let endpoint = endpoints[index]
-            let collector = EtcdResponse(mode: .stream(message))
-            let channel: any Channel
-            do { channel = try await connect(endpoint, handler: collector).get() } catch {
-                failures.append("\(endpoint): \(error)")
+            guard let request = request(endpoint, path: path, payload: payload) else {
+                failures.append("\(endpoint): https but no trust is configured")
                 continue
             }
-            preferred.withLock { $0 = index }
-            opened(channel)
-            send(path: path, payload: payload, endpoint: endpoint, on: channel)
-            defer { channel.close(promise: nil) }
-            try await collector.ended.futureResult.get()
-            return
+            let connected = Atomic(false)
+            do {
+                try await request.stream(
+                    group: group,
+                    opened: { channel in
+                        connected.store(true, ordering: .relaxed)
+                        self.preferred.withLock { $0 = index }
+                        opened(channel)
+                    },
+                    object: { bytes in
+                        if let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] { message(object) }
+                    })
+                return
+            } catch where !connected.load(ordering: .relaxed) {
+                failures.append("\(endpoint): \(error)")
+            }
         }
         throw EtcdError(code: nil, description: "no etcd endpoint accepted \(path): \(failures.joined(separator: "; "))")
-    }
-
-    func connect(_ endpoint: Endpoint, handler: EtcdResponse) -> EventLoopFuture<any Channel> {
-        let tls = endpoint.tls ? self.tls : nil
-        guard !endpoint.tls || tls != nil else {
-            let error = EtcdError(code: nil, description: "\(endpoint) is https but no trust is configured")
-            handler.finish(error)
-            return group.next().makeFailedFuture(error)
-        }
-        return bootstrap(host: endpoint.host, tls: tls, handler: handler).connect(host: endpoint.host, port: endpoint.port)
-            .flatMapErrorThrowing { error in
-                // Never connected: nothing else will complete the handler's promises.
-                handler.finish(error)
-                throw error
-            }
-    }
-
-    func bootstrap(host: String, tls: NIOSSLContext?, handler: EtcdResponse) -> ClientBootstrap {
-        ClientBootstrap(group: group)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        let handler = try NIOSSLClientHandler(context: tls, serverHostname: IPAddress(host) == nil ? host : nil)
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                    }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
-    }
-
-    func send(path: String, payload: Data, endpoint: Endpoint, on channel: any Channel) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "\(endpoint.host):\(endpoint.port)")
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(payload.count))
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(channel.allocator.buffer(bytes: payload))), promise: nil)
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 
     static func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
@@ -193,115 +160,5 @@ final class EtcdClient: Sendable {
         var bytes = Array(prefix.utf8)
         bytes[bytes.count - 1] += 1
         return Data(bytes).base64EncodedString()
-    }
-}
-
-struct EtcdTimeout: Error, CustomStringConvertible {
-    let description: String
-}
-
-/// Reads one HTTP answer: whole, or as a stream of JSON objects (the gateway writes one
-/// per message of a streaming call).
-final class EtcdResponse: ChannelInboundHandler, @unchecked Sendable {
-    // @unchecked: the mutable state is touched on the channel's event loop only; the
-    // promises are thread-safe.
-    typealias InboundIn = HTTPClientResponsePart
-
-    enum Mode {
-        case whole
-        case stream(@Sendable ([String: Any]) -> Void)
-    }
-
-    let mode: Mode
-    var status = 0
-    var body: [UInt8] = []
-    let whole: EventLoopPromise<(Int, [UInt8])>
-    let ended: EventLoopPromise<Void>
-    var done = false
-
-    init(mode: Mode) {
-        self.mode = mode
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        whole = loop.makePromise()
-        ended = loop.makePromise()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head): status = Int(head.status.code)
-        case .body(var buffer):
-            body += buffer.readBytes(length: buffer.readableBytes) ?? []
-            if case .stream(let message) = mode, status == 200 {
-                for object in Self.takeObjects(&body) { message(object) }
-            }
-        case .end:
-            finish(nil)
-            context.close(promise: nil)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        finish(EtcdTimeout(description: "the connection closed before the answer was complete"))
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        finish(error)
-        context.close(promise: nil)
-    }
-
-    func fail(_ error: any Error, channel: any Channel) {
-        channel.eventLoop.execute {
-            self.finish(error)
-            channel.close(promise: nil)
-        }
-    }
-
-    func finish(_ error: (any Error)?) {
-        guard !done else { return }
-        done = true
-        if let error {
-            whole.fail(error)
-            ended.fail(error)
-        } else {
-            whole.succeed((status, body))
-            if case .stream = mode, status != 200 {
-                ended.fail(EtcdError(code: nil, description: "etcd answered \(status): \(String(decoding: body.prefix(200), as: UTF8.self))"))
-            } else {
-                ended.succeed(())
-            }
-        }
-    }
-
-    /// Removes the complete top-level JSON objects at the start of `buffer`.
-    static func takeObjects(_ buffer: inout [UInt8]) -> [[String: Any]] {
-        var objects: [[String: Any]] = []
-        var depth = 0
-        var inString = false
-        var escaped = false
-        var start: Int?
-        var consumed = 0
-        for index in buffer.indices {
-            let byte = buffer[index]
-            if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "{"):
-                if depth == 0 { start = index }
-                depth += 1
-            case UInt8(ascii: "}"):
-                depth -= 1
-                if depth == 0, let first = start {
-                    if let object = (try? JSONSerialization.jsonObject(with: Data(buffer[first...index]))) as? [String: Any] { objects.append(object) }
-                    consumed = index + 1
-                    start = nil
-                }
-            default: break
-            }
-        }
-        buffer.removeFirst(consumed)
-        return objects
     }
 }
