@@ -139,7 +139,6 @@ public final class Node: Sendable {
                 case .left(let node): self?.status.publish(.nodeLeft(stack: stack, node: node))
                 case .stale(let reason): self?.status.publish(.registrarStale(stack: stack, reason: reason))
                 case .fresh: self?.status.publish(.registrarFresh(stack: stack))
-                case .relisted: break
                 }
             }
         }

@@ -29,8 +29,6 @@ public final class EtcdRegistrar: NativeRegistrar {
         case stale(reason: String)
         /// etcd answers again; the cache is fresh.
         case fresh
-        /// The watch's revision was compacted away: the cache was listed again.
-        case relisted(compactedRevision: Int64)
     }
 
     /// A node as this registrar writes and reads it (format 1).
@@ -290,7 +288,6 @@ public final class EtcdRegistrar: NativeRegistrar {
         }
         if let compacted {
             logger.notice("the watch's revision was compacted (etcd kept \(compacted) and later); listed \(settings.prefix) again at revision \(revision)")
-            sink.yield(.relisted(compactedRevision: compacted))
         }
         if announce {
             for name in fresh.keys.sorted() where before[name] == nil { sink.yield(.joined(name)) }
