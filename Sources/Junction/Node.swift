@@ -137,8 +137,12 @@ public final class Node: Sendable {
                 switch event {
                 case .joined(let node): self?.status.publish(.nodeJoined(stack: stack, node: node))
                 case .left(let node): self?.status.publish(.nodeLeft(stack: stack, node: node))
-                case .stale(let reason): self?.status.publish(.registrarStale(stack: stack, reason: reason))
-                case .fresh: self?.status.publish(.registrarFresh(stack: stack))
+                case .stale(let reason):
+                    self?.metrics.gauge("junction_registrar_stale", [("stack", stack)]).record(1)
+                    self?.status.publish(.registrarStale(stack: stack, reason: reason))
+                case .fresh:
+                    self?.metrics.gauge("junction_registrar_stale", [("stack", stack)]).record(0)
+                    self?.status.publish(.registrarFresh(stack: stack))
                 }
             }
         }

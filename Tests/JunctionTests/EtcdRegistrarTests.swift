@@ -3,6 +3,7 @@ import Junction
 import JunctionCore
 import JunctionLoad
 import JunctionTerm
+import MetricsTestKit
 import Testing
 
 @testable import JunctionNative
@@ -167,7 +168,9 @@ struct EtcdRegistrarTests {
         try await EtcdCluster.with(members: 3) { etcd in
             let cluster = "c\(UInt32.random(in: 0...UInt32.max))"
             let capture = LogCapture()
-            let a = try await Node.start(config: try etcd.nodeConfig("qa@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, logger: capture.logger)
+            let metrics = TestMetrics()
+            let a = try await Node.start(
+                config: try etcd.nodeConfig("qa@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, metrics: metrics, logger: capture.logger)
             let b = try await Node.start(config: try etcd.nodeConfig("qb@localhost", cluster: cluster, requestTimeout: "1s"), environment: environment, logger: quietLogger)
             let registrar = try #require(a.etcdRegistrar(stack: "dc"))
             _ = try await registrar.resolve(b.name)
@@ -193,6 +196,7 @@ struct EtcdRegistrarTests {
             let route = try await registrar.resolve(b.name)
             #expect(route.host == "127.0.0.1" && route.port > 0)
             #expect(registrar.summary(for: b.name).contains("cache stale"))
+            #expect(try metrics.expectGauge("junction_registrar_stale", [("stack", "dc")]).lastValue == 1)
 
             // Both come back: fresh again, a's registration held, and new nodes are seen.
             let fresh = event(on: a) { $0 == .registrarFresh(stack: "dc") }
@@ -200,6 +204,7 @@ struct EtcdRegistrarTests {
             try etcd.restart(second)
             _ = await fresh.value
             #expect(!registrar.isStale)
+            #expect(try metrics.expectGauge("junction_registrar_stale", [("stack", "dc")]).lastValue == 0)
             let held = try await etcd.client().call("/v3/kv/range", ["key": EtcdClient.base64("junction/\(cluster)/nodes/qa@localhost")])
             #expect((held["kvs"] as? [Any])?.count == 1, "a's registration survived: \(held)")
             let joined = event(on: a) { $0 == .nodeJoined(stack: "dc", node: "qd@localhost") }
