@@ -56,13 +56,7 @@ public struct ReloadRefused: Error, Sendable, CustomStringConvertible {
 
 extension PeerConnection {
     var traffic: NodeMetrics.Traffic {
-        if let native = self as? NativeConnection {
-            let info = native.info
-            return NodeMetrics.Traffic(
-                framesSent: info.links.reduce(0) { $0 + $1.framesSent }, bytesSent: info.links.reduce(0) { $0 + $1.bytesSent },
-                framesReceived: info.links.reduce(0) { $0 + $1.framesReceived }, bytesReceived: info.links.reduce(0) { $0 + $1.bytesReceived },
-                compressedInput: info.compressedInput, compressedOutput: info.compressedOutput)
-        }
+        if let native = self as? NativeConnection { return NodeMetrics.Traffic(native.info) }
         guard let erlang = self as? ErlangConnection else { return NodeMetrics.Traffic() }
         let traffic = erlang.traffic
         return NodeMetrics.Traffic(
@@ -72,7 +66,7 @@ extension PeerConnection {
     var status: ConnectionStatus {
         if let native = self as? NativeConnection {
             let info = native.info
-            let traffic = self.traffic
+            let traffic = NodeMetrics.Traffic(info)
             return ConnectionStatus(
                 peer: peer.description, stack: stackName, kind: "native", state: "up", direction: native.direction.rawValue, address: remoteAddress,
                 liveLinks: info.liveLinks, poolSize: info.poolSize, bytesSent: traffic.bytesSent, bytesReceived: traffic.bytesReceived,
@@ -88,6 +82,16 @@ extension PeerConnection {
             liveLinks: erlang.channel.isActive ? 1 : 0, poolSize: 1, bytesSent: traffic.bytesSent, bytesReceived: traffic.bytesReceived,
             messagesSent: traffic.messagesSent, messagesReceived: traffic.messagesReceived, compressionRatio: nil, idleSeconds: traffic.secondsSinceLastRead,
             retries: 0, queued: erlang.isBackedUp ? 1 : 0, unacknowledged: 0)
+    }
+}
+
+extension NodeMetrics.Traffic {
+    /// A native connection's totals over its links.
+    init(_ info: ConnectionInfo) {
+        self.init(
+            framesSent: info.links.reduce(0) { $0 + $1.framesSent }, bytesSent: info.links.reduce(0) { $0 + $1.bytesSent },
+            framesReceived: info.links.reduce(0) { $0 + $1.framesReceived }, bytesReceived: info.links.reduce(0) { $0 + $1.bytesReceived },
+            compressedInput: info.compressedInput, compressedOutput: info.compressedOutput)
     }
 }
 
