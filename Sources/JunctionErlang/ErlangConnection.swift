@@ -30,6 +30,8 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         var waiters: [CheckedContinuation<Void, any Error>] = []
         var bytesWritten = 0
         var messagesQueued = 0
+        /// Messages in `pending`.
+        var pendingMessages = 0
         /// This side asked to close (`close` or `abort`): the end is not a loss.
         var closeRequested = false
         /// The stack's `writeCoalescing`.
@@ -81,6 +83,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
                 throw error
             }
             writer.messagesQueued += 1
+            writer.pendingMessages += 1
             let backedUp = writer.pending.readableBytes > highWaterMark
             guard !writer.flushScheduled else { return (false, nil, backedUp) }
             writer.flushScheduled = true
@@ -122,13 +125,17 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
                 writer.pending = channel.allocator.buffer(capacity: 4096)
                 writer.wroteSinceTick = true
                 writer.bytesWritten += batch!.readableBytes
-                writer.coalescing.flushed(at: channel.eventLoop.now)
+                writer.coalescing.flushed(at: channel.eventLoop.now, messages: writer.pendingMessages)
+                writer.pendingMessages = 0
             }
             guard channel.isWritable else { return (batch, []) }
             defer { writer.waiters = [] }
             return (batch, writer.waiters)
         }
-        if let batch { channel.writeAndFlush(batch, promise: nil) }
+        if let batch {
+            channel.writeAndFlush(batch, promise: nil)
+            BusyPoll.touch(channel.eventLoop)
+        }
         for waiter in waiters { waiter.resume() }
     }
 

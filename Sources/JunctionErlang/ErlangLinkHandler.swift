@@ -57,6 +57,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         lastRead = .now()
+        BusyPoll.touch(context.eventLoop)
         switch phase {
         case .handshake(var handshake):
             let actions = handshake.receive(&bytes, now: .now())

@@ -107,6 +107,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         lastRead = .now()
+        BusyPoll.touch(context.eventLoop)
         if case .data(_, let slot) = phase { slot.receiver.withLock { $0.lastRead = lastRead } }
         do {
             try parser.consume(bytes) { frame in

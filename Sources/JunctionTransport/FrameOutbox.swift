@@ -203,7 +203,7 @@ public final class FrameOutbox: Sendable {
         let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
             state.flushScheduled = false
             guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
-            state.coalescing.flushed(at: channel.eventLoop.now)
+            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingFrames)
             let batch = state.pending
             state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
             state.unacknowledgedBytes += batch.readableBytes
@@ -212,7 +212,10 @@ public final class FrameOutbox: Sendable {
             state.bytesWritten += batch.readableBytes
             return (channel, batch)
         }
-        if let channel, let batch { channel.writeAndFlush(batch, promise: nil) }
+        if let channel, let batch {
+            channel.writeAndFlush(batch, promise: nil)
+            BusyPoll.touch(channel.eventLoop)
+        }
     }
 
     /// The peer has received every frame numbered below `received`: forget them, down

@@ -73,7 +73,7 @@ struct Run: AsyncParsableCommand {
         let config = try options.load()
         let logger = options.logger("junction")
         let nodeName = try name.map(parseNodeName)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.node.eventLoopThreads)
+        let group = BusyPoll.eventLoopGroup(threads: config.node.eventLoopThreads, window: config.node.busyPoll.timeAmount)
         let environment = ProcessInfo.processInfo.environment
         // With an admin endpoint, metrics go to a registry that its /metrics exports.
         let registry = config.admin.map { _ in PrometheusCollectorRegistry() }

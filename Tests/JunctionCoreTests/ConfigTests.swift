@@ -46,6 +46,8 @@ struct ConfigTests {
         #expect(config.stacks[1].acceptors == [AcceptorSettings(host: "127.0.0.1", port: 0)])
         #expect(config.stacks[0].handshakeTimeout == .seconds(5))
         #expect(config.stacks[0].writeCoalescing == .microseconds(20) && config.stacks[1].writeCoalescing == .microseconds(50))
+        #expect(config.node.busyPoll == .microseconds(100))
+        #expect(try ConfigLoader.load(yaml: edited("cookie: {env: COOKIE}", "cookie: {env: COOKIE}\n  busyPoll: 0us")).node.busyPoll == .microseconds(0))
         let table = try config.routeTable(environment: [:])
         let route = try #require(table.route(for: "bob@localhost").first)
         #expect(route.route.resolver == "cluster-b" && route.route.atomMapping == ["svc": "svc_v2"] && route.route.logLevel == .debug)
@@ -98,6 +100,7 @@ struct ConfigTests {
         (edited("route: {host: 127.0.0.1, port: 9000}", "weight: 1"), "routes[1]", "needs 'resolver'"),
         (edited("- name: cluster-b", "- name: native"), "stacks[1]", "used twice"),
         (edited("writeCoalescing: 20us", "writeCoalescing: 20ms"), "stacks[0].writeCoalescing", "must be at most 10ms"),
+        (edited("cookie: {env: COOKIE}", "cookie: {env: COOKIE}\n  busyPoll: 1s"), "node.busyPoll", "0 turns polling off"),
         (edited("writeCoalescing: 20us", "writeCoalescing: 20"), "stacks[0].writeCoalescing", "50us, 250ms"),
         (edited("registrar: {port: 4500}", "erlang: {epmdPort: 4369}"), "stacks[1].erlang", "only a stack of kind 'erlang'"),
         (edited("writeCoalescing: 20us", "silenceTimeout: 500ms"), "stacks[0].silenceTimeout", "at least 1s"),

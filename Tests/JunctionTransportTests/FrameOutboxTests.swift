@@ -53,7 +53,7 @@ struct FrameOutboxTests {
         #expect(outbox.stats.retransmitted == 3)
     }
 
-    @Test("frames queued soon after a write wait out the coalescing window and share one write; after a quiet spell a frame goes at once")
+    @Test("while a link is busy, frames queued soon after a write wait out the coalescing window and share one write; after a one-frame write or a quiet spell a frame goes at once")
     func writeCoalescing() throws {
         let channel = EmbeddedChannel()
         let outbox = FrameOutbox(channel: channel, peer: "test", coalescing: .microseconds(50))
@@ -61,14 +61,21 @@ struct FrameOutboxTests {
         channel.embeddedEventLoop.run()
         #expect(try written(channel) == [0], "a lone frame is written without waiting")
         channel.embeddedEventLoop.advanceTime(by: .microseconds(10))
-        _ = try enqueue(outbox, 1..<4)
+        _ = try enqueue(outbox, 1..<2)
         channel.embeddedEventLoop.run()
-        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "frames 10 us after a write wait for the window")
+        #expect(try written(channel) == [1], "after a one-frame write (a request, an answer) the next frame goes at once")
+        _ = try enqueue(outbox, 2..<4)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel) == [2, 3], "frames queued before the flush ran share its write")
+        channel.embeddedEventLoop.advanceTime(by: .microseconds(10))
+        _ = try enqueue(outbox, 4..<7)
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil, "frames 10 us after a write of two wait for the window")
         channel.embeddedEventLoop.advanceTime(by: .microseconds(40))
-        #expect(try written(channel) == [1, 2, 3])
+        #expect(try written(channel) == [4, 5, 6])
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
-        _ = try enqueue(outbox, 4..<5)
+        _ = try enqueue(outbox, 7..<8)
         channel.embeddedEventLoop.run()
-        #expect(try written(channel) == [4], "after a quiet spell the frame goes at once")
+        #expect(try written(channel) == [7], "after a quiet spell the frame goes at once")
     }
 }

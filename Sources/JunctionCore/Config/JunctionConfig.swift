@@ -96,15 +96,23 @@ public struct NodeSettings: Sendable, Hashable, Decodable {
     /// Event-loop threads of `junction run`: links are spread over them, so more than one
     /// lets compressed links inflate in parallel.
     public var eventLoopThreads: Int
+    /// How long an event loop keeps polling its sockets after a link read or wrote,
+    /// instead of sleeping (0 to always sleep): a wake-up from sleep costs tens of
+    /// microseconds per message on a virtual machine, polling costs CPU while it lasts.
+    public var busyPoll: ConfigDuration
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, cookie, defaultStack, fallbackToDefaultResolver, eventLoopThreads }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, cookie, defaultStack, fallbackToDefaultResolver, eventLoopThreads, busyPoll }
 
-    public init(name: NodeName, cookie: CookieSource, defaultStack: String? = nil, fallbackToDefaultResolver: Bool = false, eventLoopThreads: Int = 1) {
+    public init(
+        name: NodeName, cookie: CookieSource, defaultStack: String? = nil, fallbackToDefaultResolver: Bool = false, eventLoopThreads: Int = 1,
+        busyPoll: ConfigDuration = .microseconds(100)
+    ) {
         self.name = name
         self.cookie = cookie
         self.defaultStack = defaultStack
         self.fallbackToDefaultResolver = fallbackToDefaultResolver
         self.eventLoopThreads = eventLoopThreads
+        self.busyPoll = busyPoll
     }
 
     public init(from decoder: Decoder) throws {
@@ -117,6 +125,12 @@ public struct NodeSettings: Sendable, Hashable, Decodable {
         eventLoopThreads = try container.value(.eventLoopThreads, default: 1)
         guard (1...64).contains(eventLoopThreads) else {
             throw invalid(decoder.codingPath + [CodingKeys.eventLoopThreads], "must be 1...64 threads, not \(eventLoopThreads)")
+        }
+        busyPoll = try container.value(.busyPoll, default: .microseconds(100))
+        guard busyPoll.nanoseconds <= 10_000_000 else {
+            throw invalid(
+                decoder.codingPath + [CodingKeys.busyPoll],
+                "must be at most 10ms, not \(busyPoll): a loop polls (one core busy) for that long after every message; 0 turns polling off")
         }
     }
 }

@@ -63,9 +63,9 @@ struct BenchRun: AsyncParsableCommand {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-bench-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let registrar = try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: group, logger: logger)
         var config = try options.load()
+        let group = BusyPoll.eventLoopGroup(threads: 1, window: config.node.busyPoll.timeAmount)
+        let registrar = try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: group, logger: logger)
         config.node.eventLoopThreads = serverThreads
         config.stacks = [config.defaultStack]
         config.stacks[0].registrar.port = registrar.port
@@ -353,12 +353,14 @@ struct BenchRun: AsyncParsableCommand {
               name: \(config.node.name)
               cookie: {env: JUNCTION_COOKIE}
               eventLoopThreads: \(config.node.eventLoopThreads)
+              busyPoll: \(config.node.busyPoll)
             stacks:
               - name: \(stack.name)
                 kind: native
                 acceptors: [{host: 127.0.0.1, port: 0}]
                 registrar: {host: \(stack.registrar.host), port: \(stack.registrar.port)}
                 maxMessageSize: \(stack.maxMessageSize)
+                writeCoalescing: \(stack.writeCoalescing)
                 compression: {enabled: true, level: 1, threshold: \(stack.compression.threshold), mode: stream}
             """
     }

@@ -3,6 +3,7 @@ import Foundation
 import Junction
 import JunctionCore
 import JunctionTerm
+import JunctionTransport
 import NIOPosix
 
 /// The receiving node of `junction bench`, started by it as a second process: `echo`
@@ -24,7 +25,7 @@ struct BenchServe: AsyncParsableCommand {
         let config = try options.load()
         var logger = options.logger("junction-bench-serve")
         if options.logLevel == .info { logger.logLevel = .warning }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.node.eventLoopThreads)
+        let group = BusyPoll.eventLoopGroup(threads: config.node.eventLoopThreads, window: config.node.busyPoll.timeAmount)
         let node = try await Node.start(
             config: config, name: try parseNodeName(name), environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
         let echo = try node.spawn(name: "echo")
