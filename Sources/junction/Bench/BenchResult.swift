@@ -84,6 +84,9 @@ struct BenchReport: Codable, Sendable {
     /// Plain zlib (level 1, one stream, a sync flush per record) on one core, in records/s:
     /// the physical limit for the compressed JSON scenarios.
     var zlibBaselineRate: Double
+    /// Junction's `stream`-mode deflater alone on one core (its level-1 tuning, the copy
+    /// out), in records/s: what the compressed scenarios spend beyond it is the pipeline.
+    var deflaterRate: Double
     var junctionLatency: LatencyResult
     var erlangLatency: LatencyResult?
 }
