@@ -3,6 +3,7 @@ import Glibc
 #endif
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Keeps an event loop polling its sockets without sleeping for a short window after
 /// network activity, as BEAM's schedulers busy-wait before they sleep.
@@ -13,6 +14,10 @@ import NIOPosix
 /// polling one 7 us. So for `window` after a link reads or writes, the loop keeps a task
 /// due every microsecond, which makes it poll with a zero timeout instead of sleeping;
 /// a quiet loop sleeps as before. The cost is CPU while the window lasts.
+///
+/// While a loop polls, other threads hand it flushes (`EventLoop.scheduleFlush`) through
+/// a queue its poll step drains, instead of `execute`, which writes the loop's eventfd:
+/// a sender on another core pays no syscall per batch.
 ///
 /// The loop's group must be made by `BusyPoll.eventLoopGroup(threads:window:)`: the poll
 /// rides on the loop's tick delegate, which holds each tick until the next poll is due.
@@ -25,8 +30,63 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
         var nextStep: NIODeadline?
         /// No polling before this: the core was wanted by another thread.
         var yieldUntil = NIODeadline.uptimeNanoseconds(0)
+        let handoff = Handoff()
+        /// Whether `handoff` is in the registry, where senders find it.
+        var registered = false
 
         init(window: TimeAmount) { self.window = window }
+    }
+
+    /// Flushes handed to a polling loop by other threads; taken only while it polls.
+    final class Handoff: Sendable {
+        struct State {
+            var polling = false
+            var flushes: [@Sendable () -> Void] = []
+        }
+        let state = Mutex(State())
+
+        /// Queues `flush` if the loop is polling (it runs within a poll step).
+        func take(_ flush: @escaping @Sendable () -> Void) -> Bool {
+            state.withLock { state in
+                guard state.polling else { return false }
+                state.flushes.append(flush)
+                return true
+            }
+        }
+
+        /// The queued flushes; from now on flushes are taken only if `polling`.
+        func drain(polling: Bool) -> [@Sendable () -> Void] {
+            state.withLock { state in
+                state.polling = polling
+                guard !state.flushes.isEmpty else { return [] }
+                defer { state.flushes = [] }
+                return state.flushes
+            }
+        }
+    }
+
+    /// A polling loop's handoff, found by the loop's identity; `loop` is weak so that a
+    /// new loop at a dead one's address is not taken for it.
+    struct Registered {
+        weak var loop: AnyObject?
+        let handoff: Handoff
+    }
+    static let registry = Mutex<[ObjectIdentifier: Registered]>([:])
+
+    /// Hands `flush` to `loop` if it is polling; false if it sleeps (then `execute` it).
+    public static func handOff(_ flush: @escaping @Sendable () -> Void, to loop: any EventLoop) -> Bool {
+        let handoff = registry.withLock { registry -> Handoff? in
+            guard let entry = registry[ObjectIdentifier(loop)], entry.loop === loop else { return nil }
+            return entry.handoff
+        }
+        return handoff?.take(flush) ?? false
+    }
+
+    static func register(_ loop: any EventLoop, _ handoff: Handoff) {
+        registry.withLock { registry in
+            registry = registry.filter { $0.value.loop != nil }
+            registry[ObjectIdentifier(loop)] = Registered(loop: loop, handoff: handoff)
+        }
     }
 
     /// The state of the loop running on the current thread, if that loop polls.
@@ -55,6 +115,10 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     public static func touch(_ loop: any EventLoop) {
         guard let state = current.currentValue else { return }
         state.lastActivity = .now()
+        if !state.registered {
+            register(loop, state.handoff)
+            state.registered = true
+        }
         if state.nextStep == nil { step(loop, state) }
     }
 
@@ -63,7 +127,9 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
 
     static func step(_ loop: any EventLoop, _ state: LoopState) {
         let now = NIODeadline.now()
-        guard now < state.lastActivity + state.window, now >= state.yieldUntil else {
+        let polling = now < state.lastActivity + state.window && now >= state.yieldUntil
+        for flush in state.handoff.drain(polling: polling) { flush() }
+        guard polling else {
             state.nextStep = nil
             return
         }

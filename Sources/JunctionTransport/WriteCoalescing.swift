@@ -27,11 +27,12 @@ public struct WriteCoalescing: Sendable {
 }
 
 extension EventLoop {
-    /// Runs `flush` at `due`, or at once when nil.
+    /// Runs `flush` at `due`, or at once when nil: handed to the loop's next poll step
+    /// when it is polling (no wake-up needed).
     public func scheduleFlush(at due: NIODeadline?, _ flush: @escaping @Sendable () -> Void) {
         if let due {
             scheduleTask(deadline: due, flush)
-        } else {
+        } else if inEventLoop || !BusyPoll.handOff(flush, to: self) {
             execute(flush)
         }
     }

@@ -21,6 +21,30 @@ struct BusyPollTests {
         try await group.shutdownGracefully()
     }
 
+    @Test("a polling loop takes flushes from other threads and runs them; a sleeping loop refuses them (the sender then wakes it)")
+    func handOff() async throws {
+        let group = BusyPoll.eventLoopGroup(threads: 1, window: .milliseconds(50))
+        let loop = group.next()
+        try await loop.submit {}.get()
+        let nothing: @Sendable () -> Void = {}
+        let beforePolling = BusyPoll.handOff(nothing, to: loop)
+        #expect(beforePolling == false, "a loop that never polled")
+        try await loop.submit { BusyPoll.touch(loop) }.get()
+        let ran = loop.makePromise(of: Bool.self)
+        let taken = BusyPoll.handOff({ ran.succeed(loop.inEventLoop) }, to: loop)
+        #expect(taken, "a polling loop takes it")
+        #expect(try await ran.futureResult.get(), "and runs it on the loop")
+        let asleep = try await loop.scheduleTask(in: .milliseconds(60)) { BusyPoll.isPolling }.futureResult.get()
+        #expect(asleep == false)
+        let afterWindow = BusyPoll.handOff(nothing, to: loop)
+        #expect(afterWindow == false, "a loop whose window has passed")
+        let other = BusyPoll.eventLoopGroup(threads: 1, window: .zero)
+        let plain = BusyPoll.handOff(nothing, to: other.next())
+        #expect(plain == false, "a loop of a plain group")
+        try await other.shutdownGracefully()
+        try await group.shutdownGracefully()
+    }
+
     @Test("a loop of a group made without a window never polls")
     func plainGroup() async throws {
         let group = BusyPoll.eventLoopGroup(threads: 1, window: .zero)
