@@ -95,18 +95,21 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     static let interval = TimeAmount.microseconds(1)
     /// A yield that took longer than this gave the core to a thread with work.
     static let contended = TimeAmount.microseconds(20)
-    /// How long a loop whose core was wanted sleeps as usual before it polls again.
-    static let backoff = TimeAmount.milliseconds(2)
-
     let window: TimeAmount
+    /// How long a loop whose core was wanted sleeps as usual before it polls again.
+    let backoff: TimeAmount
 
-    init(window: TimeAmount) { self.window = window }
+    init(window: TimeAmount, backoff: TimeAmount) {
+        self.window = window
+        self.backoff = backoff
+    }
 
     /// An event-loop group whose loops poll for `window` after network activity; a plain
-    /// group when `window` is zero.
-    public static func eventLoopGroup(threads: Int, window: TimeAmount) -> MultiThreadedEventLoopGroup {
+    /// group when `window` is zero. (`backoff` zero keeps polling however busy the cores
+    /// are, for tests on a loaded machine.)
+    public static func eventLoopGroup(threads: Int, window: TimeAmount, backoff: TimeAmount = .milliseconds(2)) -> MultiThreadedEventLoopGroup {
         guard window > .zero else { return MultiThreadedEventLoopGroup(numberOfThreads: threads) }
-        return MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: BusyPoll(window: window))
+        return MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: BusyPoll(window: window, backoff: backoff))
     }
 
     /// Marks network activity on `loop` (the current thread's): it keeps polling for its
@@ -153,8 +156,8 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
         while now < due {
             sched_yield()
             let after = NIODeadline.now()
-            if after - now > Self.contended {
-                state.yieldUntil = after + Self.backoff
+            if after - now > Self.contended, backoff > .zero {
+                state.yieldUntil = after + backoff
                 return
             }
             now = after
