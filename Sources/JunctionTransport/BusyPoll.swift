@@ -95,21 +95,22 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     static let interval = TimeAmount.microseconds(1)
     /// A yield that took longer than this gave the core to a thread with work.
     static let contended = TimeAmount.microseconds(20)
-    let window: TimeAmount
     /// How long a loop whose core was wanted sleeps as usual before it polls again.
     let backoff: TimeAmount
 
-    init(window: TimeAmount, backoff: TimeAmount) {
-        self.window = window
-        self.backoff = backoff
-    }
+    init(backoff: TimeAmount) { self.backoff = backoff }
 
     /// An event-loop group whose loops poll for `window` after network activity; a plain
     /// group when `window` is zero. (`backoff` zero keeps polling however busy the cores
     /// are, for tests on a loaded machine.)
     public static func eventLoopGroup(threads: Int, window: TimeAmount, backoff: TimeAmount = .milliseconds(2)) -> MultiThreadedEventLoopGroup {
         guard window > .zero else { return MultiThreadedEventLoopGroup(numberOfThreads: threads) }
-        return MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: BusyPoll(window: window, backoff: backoff))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads, metricsDelegate: BusyPoll(backoff: backoff))
+        // Each loop's state is in place before any task a caller submits (tasks run in order).
+        for loop in group.makeIterator() {
+            loop.execute { current.currentValue = LoopState(window: window) }
+        }
+        return group
     }
 
     /// Marks network activity on `loop` (the current thread's): it keeps polling for its
@@ -147,11 +148,7 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     /// that gives the core to a thread with work (a sender deflating, say), the cores are
     /// busy anyway, and the loop stops polling for `backoff`.
     public func processedTick(info: NIOEventLoopTickInfo) {
-        guard let state = Self.current.currentValue else {
-            Self.current.currentValue = LoopState(window: window)
-            return
-        }
-        guard let due = state.nextStep else { return }
+        guard let state = Self.current.currentValue, let due = state.nextStep else { return }
         var now = NIODeadline.now()
         while now < due {
             sched_yield()
