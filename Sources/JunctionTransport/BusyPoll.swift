@@ -28,15 +28,14 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
         var lastActivity = NIODeadline.uptimeNanoseconds(0)
         /// When the queued poll step is due; nil while the loop may sleep.
         var nextStep: NIODeadline?
-        /// How far ahead the next step is queued: `interval`, doubled (up to
-        /// `longestStepDelay`) each time a step comes due again within the tick that ran
-        /// the last one, halved back after a tick with one step. NIO runs tasks until none
-        /// is due before it looks at its sockets, so a step slower than its own delay (a
-        /// debug build, a preempted thread) would otherwise keep the loop from reading.
-        var stepDelay = BusyPoll.interval
-        /// Steps run in the current tick; past `stepsPerTick` the loop stops polling
-        /// until its next network activity, whatever happens to the delay.
+        /// Steps run in the current tick, and when the first of them ran. NIO runs tasks
+        /// until none is due before it looks at its sockets, so steps that come due
+        /// faster than they run (a debug build, a starved thread) would keep the loop
+        /// from reading: past `stepsPerTick` steps in a tick, the next one is queued as far
+        /// ahead as the tick's steps have taken so far, which ends the tick. (A step or two
+        /// more in a tick is common and harmless: a step takes under a microsecond.)
         var stepsThisTick = 0
+        var firstStepThisTick = NIODeadline.uptimeNanoseconds(0)
         /// No polling before this: the core was wanted by another thread.
         var yieldUntil = NIODeadline.uptimeNanoseconds(0)
         let handoff = Handoff()
@@ -102,8 +101,7 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     static let current = ThreadSpecificVariable<LoopState>()
     /// How often a polling loop looks at its sockets.
     static let interval = TimeAmount.microseconds(1)
-    static let longestStepDelay = TimeAmount.microseconds(64)
-    static let stepsPerTick = 8
+    static let stepsPerTick = 32
     /// A yield that took longer than this gave the core to a thread with work.
     static let contended = TimeAmount.microseconds(20)
     /// How long a loop whose core was wanted sleeps as usual before it polls again.
@@ -141,29 +139,29 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     static var isPolling: Bool { current.currentValue?.nextStep != nil }
 
     /// One poll step: runs the flushes handed over, and while the window lasts queues the
-    /// next step `stepDelay` ahead. Runs on the loop, as the queued task or from `touch`
+    /// next step `interval` ahead. Runs on the loop, as the queued task or from `touch`
     /// when none is queued.
     static func step(_ loop: any EventLoop, _ state: LoopState) {
         state.nextStep = nil
         state.stepsThisTick += 1
         let now = NIODeadline.now()
-        let polling = now < state.lastActivity + state.window && now >= state.yieldUntil && state.stepsThisTick <= stepsPerTick
+        if state.stepsThisTick == 1 { state.firstStepThisTick = now }
+        let polling = now < state.lastActivity + state.window && now >= state.yieldUntil
         for flush in state.handoff.drain(polling: polling) { flush() }
         guard polling else { return }
-        if state.stepsThisTick > 1 { state.stepDelay = min(state.stepDelay * 2, longestStepDelay) }
-        let due = now + state.stepDelay
+        let due = now + (state.stepsThisTick <= stepsPerTick ? interval : max(interval, now - state.firstStepThisTick))
         state.nextStep = due
         loop.scheduleTask(deadline: due) { step(loop, state) }
     }
 
     /// Runs after every tick of a loop of this group, before it polls: while a poll step
-    /// is queued, waits (at most its delay) until it is due, so the loop polls with a
+    /// is queued, waits until it is due (`interval` after the last step, or as long as
+    /// a slow tick's steps took), so the loop polls with a
     /// zero timeout rather than sleeping in a timer. It waits by yielding the core: when
     /// that gives the core to a thread with work (a sender deflating, say), the cores are
     /// busy anyway, and the loop stops polling for `backoff`.
     public func processedTick(info: NIOEventLoopTickInfo) {
         guard let state = Self.current.currentValue else { return }
-        if state.stepsThisTick == 1, state.stepDelay > Self.interval { state.stepDelay = max(.nanoseconds(state.stepDelay.nanoseconds / 2), Self.interval) }
         state.stepsThisTick = 0
         guard let due = state.nextStep else { return }
         var now = NIODeadline.now()
