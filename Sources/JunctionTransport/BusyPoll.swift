@@ -28,6 +28,8 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
         var lastActivity = NIODeadline.uptimeNanoseconds(0)
         /// When the queued poll step is due; nil while the loop may sleep.
         var nextStep: NIODeadline?
+        /// Poll steps queued on the loop: one while it polls, never more.
+        var queuedSteps = 0
         /// Steps run in the current tick, and when the first of them ran. NIO runs tasks
         /// until none is due before it looks at its sockets, so steps that come due
         /// faster than they run (a debug build, a starved thread) would keep the loop
@@ -141,17 +143,21 @@ public final class BusyPoll: NIOEventLoopMetricsDelegate, Sendable {
     /// One poll step: runs the flushes handed over, and while the window lasts queues the
     /// next step `interval` ahead. Runs on the loop, as the queued task or from `touch`
     /// when none is queued.
-    static func step(_ loop: any EventLoop, _ state: LoopState) {
-        state.nextStep = nil
+    static func step(_ loop: any EventLoop, _ state: LoopState, queued: Bool = false) {
+        if queued { state.queuedSteps -= 1 }
         state.stepsThisTick += 1
         let now = NIODeadline.now()
         if state.stepsThisTick == 1 { state.firstStepThisTick = now }
         let polling = now < state.lastActivity + state.window && now >= state.yieldUntil
+        // A flush that writes touches the loop; `nextStep` still set keeps that touch
+        // from starting a second chain of steps.
         for flush in state.handoff.drain(polling: polling) { flush() }
+        state.nextStep = nil
         guard polling else { return }
         let due = now + (state.stepsThisTick <= stepsPerTick ? interval : max(interval, now - state.firstStepThisTick))
         state.nextStep = due
-        loop.scheduleTask(deadline: due) { step(loop, state) }
+        state.queuedSteps += 1
+        loop.scheduleTask(deadline: due) { step(loop, state, queued: true) }
     }
 
     /// Runs after every tick of a loop of this group, before it polls: while a poll step

@@ -35,6 +35,15 @@ struct BusyPollTests {
         #expect(taken, "a polling loop takes it")
         if !taken { ran.fail(ChannelError.ioOnClosedChannel) }
         #expect(try await ran.futureResult.get(), "and runs it on the loop")
+        for _ in 0..<5 {
+            let done = loop.makePromise(of: Void.self)
+            let handed = BusyPoll.handOff({ BusyPoll.touch(loop); done.succeed() }, to: loop)
+            #expect(handed)
+            if !handed { done.succeed() }
+            try await done.futureResult.get()
+        }
+        let queued = try await loop.submit { BusyPoll.current.currentValue?.queuedSteps ?? -1 }.get()
+        #expect(queued == 1, "flushes that write (and so touch the loop) do not start more chains of poll steps")
         // NIO runs due tasks before it polls again; steps that come due faster than they
         // run (this debug build) must not keep the loop, or its shutdown, waiting for the
         // window to end.
