@@ -58,6 +58,8 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
         var lastRead = NIODeadline.now()
     }
     let received = Mutex(Received())
+    /// Messages delivered from the peer, for write coalescing.
+    let activity = ConnectionActivity()
 
     /// Traffic so far, for status and metrics.
     public var traffic: (messagesSent: Int, bytesSent: Int, pendingBytes: Int, messagesReceived: Int, bytesReceived: Int, secondsSinceLastRead: Double) {
@@ -87,7 +89,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
             let backedUp = writer.pending.readableBytes > highWaterMark
             guard !writer.flushScheduled else { return (false, nil, backedUp) }
             writer.flushScheduled = true
-            return (true, backedUp ? nil : writer.coalescing.due(now: channel.eventLoop.now), backedUp)
+            return (true, backedUp ? nil : writer.coalescing.due(now: channel.eventLoop.now, deliveries: activity.deliveries), backedUp)
         }
         if schedule { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
         return backedUp
@@ -125,7 +127,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
                 writer.pending = channel.allocator.buffer(capacity: 4096)
                 writer.wroteSinceTick = true
                 writer.bytesWritten += batch!.readableBytes
-                writer.coalescing.flushed(at: channel.eventLoop.now, messages: writer.pendingMessages)
+                writer.coalescing.flushed(at: channel.eventLoop.now, messages: writer.pendingMessages, deliveries: activity.deliveries)
                 writer.pendingMessages = 0
             }
             guard channel.isWritable else { return (batch, []) }

@@ -167,6 +167,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             do {
                 if let message = try decoder.decode(packet) {
                     messages += 1
+                    connection.activity.noteDelivery()
                     try stack.delegate?.received(message, on: connection)
                 }
             } catch {

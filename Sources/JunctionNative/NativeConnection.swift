@@ -29,6 +29,8 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     /// How this side compresses what it sends; nil when either side turned compression off.
     public let compression: CompressionSettings?
     let slots: [LinkSlot]
+    /// Messages delivered from the peer on any link, for the slots' write coalescing.
+    let activity: ConnectionActivity
     /// Where the dialler reconnects lost links (nil on the accepting side).
     let route: ResolvedRoute?
     /// The certificate the dialler's links present instead of the stack's (a route's).
@@ -62,9 +64,11 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         self.compression = compression
         self.route = route
         let limit = negotiated.maxMessageSize + Self.frameOverhead
+        let activity = ConnectionActivity()
+        self.activity = activity
         self.slots = (0..<negotiated.poolSize).map { index in
             LinkSlot(index: index, channel: index == 0 ? channel : nil, peer: peer.description, compression: compression, inflateLimit: limit,
-                writeCoalescing: writeCoalescing)
+                writeCoalescing: writeCoalescing, activity: activity)
         }
     }
 
@@ -241,9 +245,12 @@ final class LinkSlot: Sendable {
     /// recorded join cannot be replayed.
     let joinCounter = Mutex<UInt64>(0)
 
-    init(index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int, writeCoalescing: TimeAmount) {
+    init(
+        index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int, writeCoalescing: TimeAmount,
+        activity: ConnectionActivity
+    ) {
         self.index = index
-        self.outbox = FrameOutbox(channel: channel, peer: peer, compression: compression, coalescing: writeCoalescing)
+        self.outbox = FrameOutbox(channel: channel, peer: peer, compression: compression, coalescing: writeCoalescing, activity: activity)
         self.receiver = Mutex(Receiver(inflater: compression == nil ? nil : Inflater(limit: inflateLimit)))
         self.link = Mutex(channel)
     }

@@ -188,6 +188,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         if !batch.isEmpty {
             let frames = batch
             batch.removeAll(keepingCapacity: true)
+            connection.activity.noteDelivery()
             try stack.delegate?.received(frames, on: connection)
         }
         let ack = slot.receiver.withLock { receiver -> UInt64? in

@@ -99,11 +99,18 @@ public final class FrameOutbox: Sendable {
     }
     /// Pending plus unacknowledged bytes above which the slot counts as backed up.
     let highWaterMark: Int
+    /// What the slot's connection delivered, for write coalescing.
+    let activity: ConnectionActivity
 
     /// With `compression`, message frames whose payload exceeds its threshold are
-    /// compressed by one deflater kept for this slot.
-    public init(channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20, coalescing: TimeAmount = .zero) {
+    /// compressed by one deflater kept for this slot. `activity` is shared by the slots
+    /// of one connection.
+    public init(
+        channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20, coalescing: TimeAmount = .zero,
+        activity: ConnectionActivity = ConnectionActivity()
+    ) {
         self.peer = peer
+        self.activity = activity
         self.allocator = channel?.allocator ?? ByteBufferAllocator()
         self.highWaterMark = highWaterMark
         self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10), coalescing: WriteCoalescing(window: coalescing)))
@@ -164,7 +171,7 @@ public final class FrameOutbox: Sendable {
             let backedUp = Self.isBackedUp(state, highWaterMark)
             guard !state.flushScheduled, let channel = state.channel else { return (nil, nil, backedUp) }
             state.flushScheduled = true
-            return (channel, state.coalescing.due(now: channel.eventLoop.now), backedUp)
+            return (channel, state.coalescing.due(now: channel.eventLoop.now, deliveries: activity.deliveries), backedUp)
         }
         if let channel { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
         return backedUp
@@ -203,7 +210,7 @@ public final class FrameOutbox: Sendable {
         let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
             state.flushScheduled = false
             guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
-            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingFrames)
+            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingFrames, deliveries: activity.deliveries)
             let batch = state.pending
             state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
             state.unacknowledgedBytes += batch.readableBytes
