@@ -38,6 +38,8 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     let lifecycle = Mutex(Lifecycle())
     /// Space for kind, flags, stream key, addressing: the frame limit is the message limit plus this.
     static let frameOverhead = 512
+    /// Most bytes of frames a `stream`-mode batch frame holds (within the frame limit).
+    static let batchLimit = 64 << 10
     /// Acknowledge after this many frames or bytes received on a slot.
     static let ackEveryFrames: UInt64 = 256
     static let ackEveryBytes = 1 << 20
@@ -68,7 +70,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         self.activity = activity
         self.slots = (0..<negotiated.poolSize).map { index in
             LinkSlot(index: index, channel: index == 0 ? channel : nil, peer: peer.description, compression: compression, inflateLimit: limit,
-                writeCoalescing: writeCoalescing, activity: activity)
+                batchLimit: min(Self.batchLimit, limit), writeCoalescing: writeCoalescing, activity: activity)
         }
     }
 
@@ -246,11 +248,12 @@ final class LinkSlot: Sendable {
     let joinCounter = Mutex<UInt64>(0)
 
     init(
-        index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int, writeCoalescing: TimeAmount,
-        activity: ConnectionActivity
+        index: Int, channel: (any Channel)?, peer: String, compression: CompressionSettings?, inflateLimit: Int, batchLimit: Int,
+        writeCoalescing: TimeAmount, activity: ConnectionActivity
     ) {
         self.index = index
-        self.outbox = FrameOutbox(channel: channel, peer: peer, compression: compression, coalescing: writeCoalescing, activity: activity)
+        self.outbox = FrameOutbox(
+            channel: channel, peer: peer, compression: compression, batchLimit: batchLimit, coalescing: writeCoalescing, activity: activity)
         self.receiver = Mutex(Receiver(inflater: compression == nil ? nil : Inflater(limit: inflateLimit)))
         self.link = Mutex(channel)
     }

@@ -150,6 +150,11 @@ final class NativeLinkHandler: ChannelInboundHandler {
 
     // MARK: - data phase
 
+    /// The kinds of frames handed to the node (the ones a batch may hold).
+    static let messageKinds: Set<UInt8> = [
+        NativeFrameKind.sendName, NativeFrameKind.sendPid, NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down,
+    ]
+
     func dataFrame(_ frame: Frame, connection: NativeConnection, slot: LinkSlot, context: ChannelHandlerContext) throws {
         if frame.kind == NativeFrameKind.ack {
             var payload = frame.payload
@@ -165,7 +170,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             return receiver.inflater
         }
         switch frame.kind {
-        case NativeFrameKind.sendName, NativeFrameKind.sendPid, NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down:
+        case _ where Self.messageKinds.contains(frame.kind):
             guard frame.flags & FrameFlags.compressed != 0 else {
                 batch.append(frame)
                 return
@@ -175,7 +180,17 @@ final class NativeLinkHandler: ChannelInboundHandler {
             }
             var inflated = frame
             inflated.payload = try inflater.inflate(frame.payload, flags: frame.flags, allocator: context.channel.allocator)
-            batch.append(inflated)
+            guard frame.flags & FrameFlags.batch != 0 else {
+                batch.append(inflated)
+                return
+            }
+            try FrameParser.forEachFrame(in: inflated.payload, maxFrameSize: parser.maxFrameSize) { inner in
+                guard inner.flags == 0, Self.messageKinds.contains(inner.kind) else {
+                    throw NativeProtocolError(
+                        "\(connection.peer) sent a batch holding a frame of kind \(inner.kind) with flags \(inner.flags): a batch holds uncompressed message frames only")
+                }
+                batch.append(inner)
+            }
         case NativeFrameKind.close:
             connection.peerClosed(slot, channel: context.channel)
         default:

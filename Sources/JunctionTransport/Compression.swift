@@ -10,6 +10,11 @@ public enum FrameFlags {
     /// without this bit it continues the link direction's raw deflate stream (`stream`
     /// mode: the stream never ends, so a zlib header and checksum would be dead weight).
     public static let independent: UInt8 = 1 << 1
+    /// The payload (compressed, `stream` mode) is a batch: inflated, it is a sequence of
+    /// whole message frames, each with its own kind and stream key and no flags. The
+    /// messages a slot queues while its write is held share one sync flush, so zlib codes
+    /// them as one block instead of one block each (BENCHMARKS.md).
+    public static let batch: UInt8 = 1 << 2
 }
 
 /// The four bytes that end every sync flush (an empty stored block's length and its
@@ -37,6 +42,9 @@ public final class Deflater {
     /// Payload bytes compressed, and the compressed bytes they became.
     public private(set) var bytesIn = 0
     public private(set) var bytesOut = 0
+    /// Bytes added to the open batch, and its compressed bytes so far (in `scratch`).
+    public private(set) var batchInput = 0
+    var batchOutput = 0
 
     public init(settings: CompressionSettings) {
         self.settings = settings
@@ -70,10 +78,11 @@ public final class Deflater {
     }
 
     /// Compresses `input` and hands `body` the compressed bytes (valid only during the
-    /// call) with the flag bits to set on the frame.
+    /// call) with the flag bits to set on the frame. No batch may be open.
     public func compress<Result, Failure: Error>(
         _ input: UnsafeRawBufferPointer, _ body: (_ compressed: UnsafeRawBufferPointer, _ flags: UInt8) throws(Failure) -> Result
     ) throws(Failure) -> Result {
+        precondition(batchInput == 0, "a batch is open: finish it before compressing a frame of its own")
         let independent = settings.mode == .message
         if independent {
             deflateReset(stream)
@@ -95,9 +104,62 @@ public final class Deflater {
         }
         bytesIn += input.count
         bytesOut += produced
-        return try scratch.withUnsafeBytes { (output) -> Swift.Result<Result, Failure> in
+        return try handOut(produced, flags: flags, body)
+    }
+
+    /// Deflates `input` into the open batch (opening one), without a flush: zlib may
+    /// keep some of it until `finishBatch`. `stream` mode only.
+    public func addToBatch(_ input: UnsafeRawBufferPointer) {
+        precondition(settings.mode == .stream, "only a stream-mode deflater batches")
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        deflateIntoBatch(flush: Z_NO_FLUSH)
+        batchInput += input.count
+    }
+
+    /// Ends the open batch with a sync flush and hands `body` its compressed bytes
+    /// (valid only during the call) with the flag bits to set on the batch frame.
+    public func finishBatch<Result, Failure: Error>(
+        _ body: (_ compressed: UnsafeRawBufferPointer, _ flags: UInt8) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        precondition(batchInput > 0, "no batch is open")
+        stream.pointee.avail_in = 0
+        deflateIntoBatch(flush: Z_SYNC_FLUSH)
+        let produced = batchOutput
+        scratch.withUnsafeBytes { output in
+            precondition(produced >= 4 && output[(produced - 4)..<produced].elementsEqual(syncFlushTrailer), "a sync flush ends with 00 00 ff ff")
+        }
+        bytesIn += batchInput
+        bytesOut += produced - 4
+        batchInput = 0
+        batchOutput = 0
+        return try handOut(produced - 4, flags: flags | FrameFlags.batch, body)
+    }
+
+    /// Runs deflate until it has taken all input and, for a flush, written all output,
+    /// appending to the batch's bytes in `scratch` (grown as needed).
+    private func deflateIntoBatch(flush: Int32) {
+        while true {
+            let wanted = batchOutput + Int(stream.pointee.avail_in) + 64
+            if scratch.count < wanted { scratch.append(contentsOf: repeatElement(0, count: max(wanted, 2 * scratch.count) - scratch.count)) }
+            let room = scratch.count - batchOutput
+            let status = scratch.withUnsafeMutableBytes { output in
+                stream.pointee.next_out = output.baseAddress!.advanced(by: batchOutput).assumingMemoryBound(to: Bytef.self)
+                stream.pointee.avail_out = uInt(room)
+                return deflate(stream, flush)
+            }
+            precondition(status == Z_OK || status == Z_BUF_ERROR, "deflate into a buffer with room must succeed (status \(status))")
+            batchOutput += room - Int(stream.pointee.avail_out)
+            if stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { return }
+        }
+    }
+
+    private func handOut<Result, Failure: Error>(
+        _ count: Int, flags: UInt8, _ body: (_ compressed: UnsafeRawBufferPointer, _ flags: UInt8) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try scratch.withUnsafeBytes { (output) -> Swift.Result<Result, Failure> in
             do throws(Failure) {
-                return .success(try body(UnsafeRawBufferPointer(rebasing: output.prefix(produced)), flags))
+                return .success(try body(UnsafeRawBufferPointer(rebasing: output.prefix(count)), flags))
             } catch {
                 return .failure(error)
             }

@@ -60,6 +60,14 @@ public struct MalformedFrame: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// A batch frame whose inflated payload ends inside a frame.
+public struct MalformedBatch: Error, Sendable, CustomStringConvertible {
+    public let trailingBytes: Int
+    public var description: String {
+        "a peer sent a batch frame whose last \(trailingBytes) bytes are not a whole frame: its sender is faulty"
+    }
+}
+
 /// Cuts frames out of a byte stream in place. Bytes accumulate in one buffer; each
 /// call hands back every complete frame as a slice of it. The declared length is
 /// checked against the limit before any allocation.
@@ -109,6 +117,15 @@ public struct FrameParser: Sendable {
         let payload = buffer.getSlice(at: start + Frame.prefixSize, length: size - Frame.headerSize)!
         buffer.moveReaderIndex(forwardBy: 4 + size)
         return Frame(kind: kind, flags: flags, streamKey: streamKey, payload: payload)
+    }
+
+    /// Calls `body` for each frame of `batch`, which must hold whole frames only (an
+    /// inflated batch frame's payload).
+    public static func forEachFrame(in batch: ByteBuffer, maxFrameSize: Int, _ body: (Frame) throws -> Void) throws {
+        var parser = FrameParser(maxFrameSize: maxFrameSize)
+        var buffer = batch
+        while let frame = try parser.next(&buffer) { try body(frame) }
+        guard buffer.readableBytes == 0 else { throw MalformedBatch(trailingBytes: buffer.readableBytes) }
     }
 
     /// Bytes received but not yet part of a whole frame.

@@ -46,8 +46,9 @@ public final class FrameOutbox: Sendable {
     struct State: ~Copyable {
         var channel: (any Channel)?
         var pending: ByteBuffer
-        /// Frames in `pending`.
+        /// Frames in `pending`, and the messages they carry (a batch frame carries several).
         var pendingFrames = 0
+        var pendingMessages = 0
         /// Number of the next frame to be queued.
         var nextFrame: UInt64 = 0
         var unacknowledged = Deque<SentBatch>()
@@ -87,15 +88,26 @@ public final class FrameOutbox: Sendable {
     let allocator: ByteBufferAllocator
     let state: Mutex<State>
     /// This slot's compressor; nil when compression is off. Payloads are encoded and
-    /// deflated under its own lock, so the event loop flushing `state` never waits for
-    /// zlib, and frames join `pending` in the order the deflate stream saw them.
+    /// deflated under its own lock, and frames join `pending` in the order the deflate
+    /// stream saw them. In `stream` mode, messages queued while a flush is held wait in
+    /// an open batch (deflated without a flush); the flush, or the first message that
+    /// cannot join, finishes the batch into one frame. The event loop takes this lock
+    /// (before `state`) only to finish a batch.
     let compressor: Mutex<Compressor?>
     let compresses: Bool
+    /// True when compressed messages share batch frames (`stream` mode).
+    let batches: Bool
+    /// Most bytes of frames one batch holds: the peer inflates a batch within its
+    /// frame limit.
+    let batchLimit: Int
 
     struct Compressor {
         let deflater: Deflater
         /// The payload being encoded, reused.
         var payload: ByteBuffer
+        /// The open batch: its message count, and the kind and stream key of its first
+        /// frame (the batch frame's own).
+        var batch: (messages: Int, kind: UInt8, streamKey: UInt32)?
     }
     /// Pending plus unacknowledged bytes above which the slot counts as backed up.
     let highWaterMark: Int
@@ -103,11 +115,12 @@ public final class FrameOutbox: Sendable {
     let activity: ConnectionActivity
 
     /// With `compression`, message frames whose payload exceeds its threshold are
-    /// compressed by one deflater kept for this slot. `activity` is shared by the slots
-    /// of one connection.
+    /// compressed by one deflater kept for this slot; in `stream` mode a batch holds at
+    /// most `batchLimit` bytes of frames. `activity` is shared by the slots of one
+    /// connection.
     public init(
-        channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, highWaterMark: Int = 4 << 20, coalescing: TimeAmount = .zero,
-        activity: ConnectionActivity = ConnectionActivity()
+        channel: (any Channel)?, peer: String, compression: CompressionSettings? = nil, batchLimit: Int = 64 << 10, highWaterMark: Int = 4 << 20,
+        coalescing: TimeAmount = .zero, activity: ConnectionActivity = ConnectionActivity()
     ) {
         self.peer = peer
         self.activity = activity
@@ -117,6 +130,8 @@ public final class FrameOutbox: Sendable {
         let payload = allocator.buffer(capacity: 4096)
         self.compressor = Mutex(compression.map { Compressor(deflater: Deflater(settings: $0), payload: payload) })
         self.compresses = compression != nil
+        self.batches = compression?.mode == .stream
+        self.batchLimit = batchLimit
     }
 
     /// Payload bytes this slot compressed and the bytes they became; nil when it does not
@@ -132,14 +147,29 @@ public final class FrameOutbox: Sendable {
     public func enqueueFrame<E: Error>(
         kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
-        guard compressible, compresses else {
+        guard compresses else {
             return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
         }
         return try compressor.withLock { (compressor) throws(any Error) -> Bool in
+            guard compressible else {
+                // After the open batch, to keep the slot's order.
+                try finishBatch(&compressor!)
+                return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
+            }
+            // Encoded as a whole frame, so that a batch can carry it as it is.
             compressor!.payload.clear()
+            compressor!.payload.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
             try body(&compressor!.payload)
+            let frameSize = compressor!.payload.readableBytes
+            compressor!.payload.setInteger(UInt32(frameSize - 4), at: 0)
             let deflater = compressor!.deflater
-            return try compressor!.payload.withUnsafeReadableBytes { (payload) throws(any Error) -> Bool in
+            if batches && frameSize - Frame.prefixSize > deflater.settings.threshold && frameSize <= batchLimit {
+                if deflater.batchInput + frameSize > batchLimit { try finishBatch(&compressor!) }
+                if let backedUp = try addToBatch(&compressor!, kind: kind, streamKey: streamKey) { return backedUp }
+            }
+            try finishBatch(&compressor!)
+            return try compressor!.payload.withUnsafeReadableBytes { (frame) throws(any Error) -> Bool in
+                let payload = UnsafeRawBufferPointer(rebasing: frame.dropFirst(Frame.prefixSize))
                 guard payload.count > deflater.settings.threshold else {
                     return try append(kind: kind, streamKey: streamKey, flags: 0) { $0.writeBytes(payload) }
                 }
@@ -150,10 +180,43 @@ public final class FrameOutbox: Sendable {
         }
     }
 
+    /// Deflates the encoded frame in `compressor.payload` into the open batch, unless this
+    /// write would go out at once (nothing holds it): then a lone message returns nil, to
+    /// go as a frame of its own, and a batch is finished now. Otherwise the scheduled
+    /// flush finishes it.
+    private func addToBatch(_ compressor: inout Compressor, kind: UInt8, streamKey: UInt32) throws(any Error) -> Bool? {
+        let (finishNow, channel, due, backedUp) = try state.withLock {
+            (state) throws(any Error) -> (Bool, (any Channel)?, NIODeadline?, Bool) in
+            guard !state.closed else { throw OutboxClosed(peer: peer) }
+            let backedUp = Self.isBackedUp(state, highWaterMark)
+            guard !state.flushScheduled, let channel = state.channel else { return (false, nil, nil, backedUp) }
+            guard let due = state.coalescing.due(now: channel.eventLoop.now, deliveries: activity.deliveries) else { return (true, nil, nil, backedUp) }
+            state.flushScheduled = true
+            return (false, channel, due, backedUp)
+        }
+        if finishNow && compressor.batch == nil { return nil }
+        compressor.payload.withUnsafeReadableBytes { compressor.deflater.addToBatch($0) }
+        compressor.batch = ((compressor.batch?.messages ?? 0) + 1, compressor.batch?.kind ?? kind, compressor.batch?.streamKey ?? streamKey)
+        if finishNow { return try finishBatch(&compressor) }
+        if let channel { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
+        return backedUp
+    }
+
+    /// Appends the open batch, if any, as one frame. Returns true when the slot is
+    /// backed up.
+    @discardableResult
+    private func finishBatch(_ compressor: inout Compressor) throws(any Error) -> Bool {
+        guard let batch = compressor.batch else { return false }
+        compressor.batch = nil
+        return try compressor.deflater.finishBatch { (compressed, flags) throws(any Error) -> Bool in
+            try append(kind: batch.kind, streamKey: batch.streamKey, flags: flags, messages: batch.messages) { $0.writeBytes(compressed) }
+        }
+    }
+
     /// Appends one frame whose payload `body` writes in place into `pending`, and
     /// schedules a flush unless one is scheduled.
     private func append<E: Error>(
-        kind: UInt8, streamKey: UInt32, flags: UInt8, body: (inout ByteBuffer) throws(E) -> Void
+        kind: UInt8, streamKey: UInt32, flags: UInt8, messages: Int = 1, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
         let (channel, due, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, NIODeadline?, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
@@ -167,6 +230,7 @@ public final class FrameOutbox: Sendable {
             }
             state.pending.setInteger(UInt32(state.pending.writerIndex - start - 4), at: start)
             state.pendingFrames += 1
+            state.pendingMessages += messages
             state.nextFrame += 1
             let backedUp = Self.isBackedUp(state, highWaterMark)
             guard !state.flushScheduled, let channel = state.channel else { return (nil, nil, backedUp) }
@@ -204,24 +268,36 @@ public final class FrameOutbox: Sendable {
         }
     }
 
-    /// Writes everything pending with one write and one flush, keeping it until the
-    /// peer acknowledges it. Runs on the attached link's event loop.
+    /// Writes everything pending, the open batch finished first, with one write and one
+    /// flush, keeping it until the peer acknowledges it. Runs on the attached link's
+    /// event loop.
     func flush() {
-        let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
+        let (channel, batch) = batches ? compressor.withLock { compressor in
+            // Under the compressor's lock, so no message joins a batch this flush leaves behind.
+            _ = try? finishBatch(&compressor!)
+            return takePending()
+        } : takePending()
+        if let channel, let batch {
+            channel.writeAndFlush(batch, promise: nil)
+            BusyPoll.touch(channel.eventLoop)
+        }
+    }
+
+    /// Moves what is pending to the unacknowledged batches; returns it with the link to
+    /// write it to, or nils when there is nothing to write.
+    private func takePending() -> ((any Channel)?, ByteBuffer?) {
+        state.withLock { state -> ((any Channel)?, ByteBuffer?) in
             state.flushScheduled = false
             guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
-            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingFrames, deliveries: activity.deliveries)
+            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingMessages, deliveries: activity.deliveries)
             let batch = state.pending
             state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
             state.unacknowledgedBytes += batch.readableBytes
             state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
             state.pendingFrames = 0
+            state.pendingMessages = 0
             state.bytesWritten += batch.readableBytes
             return (channel, batch)
-        }
-        if let channel, let batch {
-            channel.writeAndFlush(batch, promise: nil)
-            BusyPoll.touch(channel.eventLoop)
         }
     }
 
@@ -297,6 +373,7 @@ public final class FrameOutbox: Sendable {
     /// completes once they are written (nil when there was nothing to write).
     @discardableResult
     public func close(flushPending: Bool) -> EventLoopFuture<Void>? {
+        if flushPending && batches { compressor.withLock { _ = try? finishBatch(&$0!) } }
         let (waiters, channel, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], (any Channel)?, ByteBuffer?) in
             let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
             state.bytesWritten += batch?.readableBytes ?? 0

@@ -84,4 +84,38 @@ struct CompressionIntegrationTests {
         await node.shutdown()
         await registrar.shutdown()
     }
+
+    @Test("a batch frame holding anything but whole uncompressed message frames closes that link with a clear error and the node keeps serving",
+          arguments: ["a close frame inside", "a truncated frame inside"])
+    func malformedBatch(content: String) async throws {
+        let registrar = try await startRegistrar()
+        let logs = LogCapture()
+        let node = try await startNode(try nodeConfig("target@localhost", stacks: [("native", registrar.port)]), logger: logs.logger)
+        let echo = try node.spawn(name: "echo")
+        let service = Task { try await EchoService.run(echo) }
+        let address = try #require(node.listening["native"]?.first)
+        let peer = try await RawPeer.connect(to: address, as: "batcher@localhost", target: "target@localhost", cookie: "test-cookie", flags: [.compression])
+
+        var inner = ByteBuffer()
+        if content == "a close frame inside" {
+            Frame.write(kind: NativeFrameKind.close, streamKey: 1, payload: ByteBuffer(), into: &inner)
+        } else {
+            Frame.write(kind: NativeFrameKind.sendName, streamKey: 1, payload: ByteBuffer(bytes: [UInt8](repeating: 1, count: 2000)), into: &inner)
+            inner.moveWriterIndex(to: inner.writerIndex - 10)
+        }
+        let deflater = Deflater(settings: CompressionSettings(level: 1, threshold: 0, mode: .stream))
+        inner.withUnsafeReadableBytes { deflater.addToBatch($0) }
+        var frame = ByteBuffer()
+        deflater.finishBatch { compressed, flags in
+            Frame.write(kind: NativeFrameKind.sendName, flags: flags, streamKey: 1, payload: ByteBuffer(bytes: compressed), into: &frame)
+        }
+        try await peer.write(frame)
+        try await peer.channel.closeFuture.get()
+        #expect(logs.contains(content == "a close frame inside" ? "a batch holds uncompressed message frames only" : "are not a whole frame"))
+
+        try await expectStillServes("target@localhost", registrarPort: registrar.port)
+        service.cancel()
+        await node.shutdown()
+        await registrar.shutdown()
+    }
 }

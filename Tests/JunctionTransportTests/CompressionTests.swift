@@ -11,14 +11,18 @@ struct OutboxHarness {
     let channel = EmbeddedChannel()
     let outbox: FrameOutbox
 
-    init(_ settings: CompressionSettings) {
-        outbox = FrameOutbox(channel: channel, peer: "test", compression: settings)
+    init(_ settings: CompressionSettings, batchLimit: Int = 64 << 10) {
+        outbox = FrameOutbox(channel: channel, peer: "test", compression: settings, batchLimit: batchLimit)
     }
 
     /// Enqueues each payload as one message frame and returns the frames on the wire.
-    func send(_ payloads: [[UInt8]]) throws -> [Frame] {
+    /// With `together`, all are queued before the event loop runs, as senders faster than
+    /// the link do: the first goes alone and the rest wait for its flush. Otherwise the
+    /// loop runs after each, so each message goes alone.
+    func send(_ payloads: [[UInt8]], together: Bool = false) throws -> [Frame] {
         for payload in payloads {
             try outbox.enqueueFrame(kind: 16, streamKey: 1, compressible: true) { $0.writeBytes(payload) }
+            if !together { channel.embeddedEventLoop.run() }
         }
         channel.embeddedEventLoop.run()
         var parser = FrameParser(maxFrameSize: 1 << 24)
@@ -28,6 +32,28 @@ struct OutboxHarness {
         }
         return frames
     }
+}
+
+/// The message payloads `frames` carry, in order: compressed frames inflated, batches
+/// split into their frames (each checked to be an uncompressed message frame).
+func messages(in frames: [Frame], inflater: Inflater = Inflater(limit: 1 << 20)) throws -> [[UInt8]] {
+    var payloads: [[UInt8]] = []
+    for frame in frames {
+        guard frame.flags & FrameFlags.compressed != 0 else {
+            payloads.append(Array(frame.payload.readableBytesView))
+            continue
+        }
+        let inflated = try inflater.inflate(frame.payload, flags: frame.flags, allocator: ByteBufferAllocator())
+        guard frame.flags & FrameFlags.batch != 0 else {
+            payloads.append(Array(inflated.readableBytesView))
+            continue
+        }
+        try FrameParser.forEachFrame(in: inflated, maxFrameSize: 1 << 20) { inner in
+            #expect(inner.kind == 16 && inner.flags == 0 && inner.streamKey == 1)
+            payloads.append(Array(inner.payload.readableBytesView))
+        }
+    }
+    return payloads
 }
 
 /// JSON-like records that differ from each other, as real traffic does.
@@ -57,12 +83,35 @@ struct CompressionTests {
         #expect(frames.map { $0.flags & FrameFlags.compressed != 0 } == [false, false, true, true, true])
         let expectedIndependent = mode == .message
         #expect(frames.filter { $0.flags & FrameFlags.compressed != 0 }.allSatisfy { ($0.flags & FrameFlags.independent != 0) == expectedIndependent })
-        let inflater = Inflater(limit: 1 << 20)
-        for (frame, payload) in zip(frames, payloads) {
-            let body = frame.flags & FrameFlags.compressed != 0
-                ? try inflater.inflate(frame.payload, flags: frame.flags, allocator: ByteBufferAllocator()) : frame.payload
-            #expect(Array(body.readableBytesView) == payload)
+        #expect(try messages(in: frames) == payloads)
+    }
+
+    @Test("in stream mode, messages queued while a write is held share one batch frame, which inflates to their own frames; a message under the threshold ends the batch and keeps its place; message mode never batches",
+          arguments: CompressionSettings.Mode.allCases)
+    func batches(mode: CompressionSettings.Mode) throws {
+        let harness = OutboxHarness(CompressionSettings(level: 1, threshold: 1024, mode: mode))
+        var payloads = records(6, size: 2000)
+        payloads[3] = Array(payloads[3].prefix(100))
+        let frames = try harness.send(payloads, together: true)
+        let compressed = FrameFlags.compressed
+        if mode == .stream {
+            // The first goes at once; two wait in a batch; the small one ends it; two more wait.
+            #expect(frames.map(\.flags) == [compressed, compressed | FrameFlags.batch, 0, compressed | FrameFlags.batch])
+        } else {
+            #expect(frames.map(\.flags) == [1, 1, 1, 0, 1, 1].map { $0 * (compressed | FrameFlags.independent) })
         }
+        #expect(try messages(in: frames) == payloads)
+    }
+
+    @Test("a batch holds at most its limit of frame bytes, so the peer inflates it within its frame limit")
+    func batchLimit() throws {
+        let harness = OutboxHarness(CompressionSettings(level: 1, threshold: 1024, mode: .stream), batchLimit: 8192)
+        let payloads = records(10, size: 3000)
+        let frames = try harness.send(payloads, together: true)
+        // The first alone, then batches of two 3010-byte frames (three would pass 8192).
+        #expect(frames.count == 6)
+        let inflater = Inflater(limit: 8192)
+        #expect(try messages(in: frames, inflater: inflater) == payloads)
     }
 
     @Test("stream mode shares the window between similar messages: fewer wire bytes than message mode")
@@ -73,28 +122,40 @@ struct CompressionTests {
         #expect(stream < message)
     }
 
-    @Test("compressed frames decode with a stock zlib (Python's), in both modes (stream mode: raw deflate, each frame once its sync-flush trailer is restored)",
+    @Test("compressed frames decode with a stock zlib (Python's), in both modes (stream mode: raw deflate, each frame once its sync-flush trailer is restored; a batch holds whole frames)",
         arguments: CompressionSettings.Mode.allCases)
     func stockZlib(mode: CompressionSettings.Mode) async throws {
         let data = records(20, size: 3000)
-        let frames = try OutboxHarness(CompressionSettings(level: 1, threshold: 0, mode: mode)).send(data)
+        let frames = try OutboxHarness(CompressionSettings(level: 1, threshold: 0, mode: mode)).send(Array(data[..<10]))
+            + OutboxHarness(CompressionSettings(level: 1, threshold: 0, mode: mode)).send(Array(data[10...]), together: true)
         if mode == .stream {
             #expect(frames.allSatisfy { !$0.payload.readableBytesView.suffix(4).elementsEqual([0x00, 0x00, 0xFF, 0xFF]) }, "the trailer is not sent")
+            #expect(frames.contains { $0.flags & FrameFlags.batch != 0 })
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("junction-zlib-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         for (index, frame) in frames.enumerated() {
-            try Data(frame.payload.readableBytesView).write(to: directory.appendingPathComponent(String(format: "%04d", index)))
+            try Data(frame.payload.readableBytesView).write(to: directory.appendingPathComponent(String(format: "%04d-%d", index, frame.flags)))
         }
+        // The frames of the second harness continue a new stream.
         let script = """
             import os, sys, zlib, hashlib
             d = sys.argv[1]
             stream = zlib.decompressobj(-15)
-            for name in sorted(os.listdir(d)):
+            for index, name in enumerate(sorted(os.listdir(d))):
+                if index == 10:
+                    stream = zlib.decompressobj(-15)
+                flags = int(name.split('-')[1])
                 data = open(os.path.join(d, name), 'rb').read()
                 out = zlib.decompress(data) if sys.argv[2] == 'message' else stream.decompress(data + b'\\x00\\x00\\xff\\xff')
-                print(hashlib.sha256(out).hexdigest())
+                if flags & 4:
+                    while out:
+                        length = int.from_bytes(out[:4], 'big')
+                        print(hashlib.sha256(out[10:4 + length]).hexdigest())
+                        out = out[4 + length:]
+                else:
+                    print(hashlib.sha256(out).hexdigest())
             """
         let output = try await run("/usr/bin/python3", ["-c", script, directory.path, mode.rawValue])
         var expected: [String] = []
