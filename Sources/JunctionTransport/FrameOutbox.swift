@@ -54,6 +54,12 @@ public final class FrameOutbox: Sendable {
         var unacknowledged = Deque<SentBatch>()
         var unacknowledgedBytes = 0
         var flushScheduled = false
+        /// True while the compressor holds an open batch (`stream` mode), which is to be
+        /// finished by `batchDeadline`.
+        var batchOpen = false
+        var batchDeadline = NIODeadline.uptimeNanoseconds(0)
+        /// True while the event loop has a batch deadline timer pending.
+        var batchTimerScheduled = false
         var coalescing: WriteCoalescing
         var closed = false
         var writable = true
@@ -88,15 +94,18 @@ public final class FrameOutbox: Sendable {
     let allocator: ByteBufferAllocator
     let state: Mutex<State>
     /// This slot's compressor; nil when compression is off. Payloads are encoded and
-    /// deflated under its own lock, and frames join `pending` in the order the deflate
-    /// stream saw them. In `stream` mode, messages queued while a flush is held wait in
-    /// an open batch (deflated without a flush); the flush, or the first message that
-    /// cannot join, finishes the batch into one frame. The event loop takes this lock
-    /// (before `state`) only to finish a batch.
+    /// deflated under its own lock (taken before `state`), and frames join `pending` in the
+    /// order the deflate stream saw them. In `stream` mode, messages that the coalescing
+    /// window would hold wait in an open batch (deflated without a flush) until its
+    /// deadline; the first message after it, or the event loop's timer when no sender
+    /// holds this lock, finishes the batch into one frame, written at once.
     let compressor: Mutex<Compressor?>
     let compresses: Bool
     /// True when compressed messages share batch frames (`stream` mode).
     let batches: Bool
+    /// Set by the event loop's batch timer when it found the open batch overdue and the
+    /// compressor held: the holder finishes the batch after letting the lock go.
+    let finishRequested = Atomic<Bool>(false)
     /// Most bytes of frames one batch holds: the peer inflates a batch within its
     /// frame limit.
     let batchLimit: Int
@@ -150,6 +159,13 @@ public final class FrameOutbox: Sendable {
         guard compresses else {
             return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
         }
+        defer {
+            if batches && finishRequested.load(ordering: .sequentiallyConsistent) {
+                compressor.withLock { compressor in
+                    if finishRequested.load(ordering: .sequentiallyConsistent) { _ = try? finishBatch(&compressor!) }
+                }
+            }
+        }
         return try compressor.withLock { (compressor) throws(any Error) -> Bool in
             guard compressible else {
                 // After the open batch, to keep the slot's order.
@@ -180,43 +196,94 @@ public final class FrameOutbox: Sendable {
         }
     }
 
-    /// Deflates the encoded frame in `compressor.payload` into the open batch, unless this
-    /// write would go out at once (nothing holds it): then a lone message returns nil, to
-    /// go as a frame of its own, and a batch is finished now. Otherwise the scheduled
-    /// flush finishes it.
+    /// Deflates the encoded frame in `compressor.payload` into the open batch, or opens one
+    /// held until the coalescing window's end. A message that nothing would hold returns
+    /// nil, to go as a frame of its own; a message that comes after the open batch's
+    /// deadline joins it and finishes it, so the event loop never waits for zlib.
     private func addToBatch(_ compressor: inout Compressor, kind: UInt8, streamKey: UInt32) throws(any Error) -> Bool? {
-        let (finishNow, channel, due, backedUp) = try state.withLock {
-            (state) throws(any Error) -> (Bool, (any Channel)?, NIODeadline?, Bool) in
+        let (finishNow, timer, backedUp) = try state.withLock { (state) throws(any Error) -> (Bool, (any Channel, NIODeadline)?, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
             let backedUp = Self.isBackedUp(state, highWaterMark)
-            guard !state.flushScheduled, let channel = state.channel else { return (false, nil, nil, backedUp) }
-            guard let due = state.coalescing.due(now: channel.eventLoop.now, deliveries: activity.deliveries) else { return (true, nil, nil, backedUp) }
-            state.flushScheduled = true
-            return (false, channel, due, backedUp)
+            guard let channel = state.channel else {
+                // Finished when a link is attached.
+                state.batchOpen = true
+                state.batchDeadline = .uptimeNanoseconds(0)
+                return (false, nil, backedUp)
+            }
+            let now = channel.eventLoop.now
+            if state.batchOpen { return (now >= state.batchDeadline, nil, backedUp) }
+            guard let due = state.coalescing.due(now: now, deliveries: activity.deliveries) else { return (true, nil, backedUp) }
+            state.batchOpen = true
+            state.batchDeadline = due
+            guard !state.batchTimerScheduled else { return (false, nil, backedUp) }
+            state.batchTimerScheduled = true
+            return (false, (channel, due), backedUp)
         }
         if finishNow && compressor.batch == nil { return nil }
         compressor.payload.withUnsafeReadableBytes { compressor.deflater.addToBatch($0) }
         compressor.batch = ((compressor.batch?.messages ?? 0) + 1, compressor.batch?.kind ?? kind, compressor.batch?.streamKey ?? streamKey)
         if finishNow { return try finishBatch(&compressor) }
-        if let channel { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
+        if let (channel, due) = timer { channel.eventLoop.scheduleTask(deadline: due) { self.batchDeadlinePassed() } }
         return backedUp
+    }
+
+    /// The event loop's batch timer: finishes the open batch once its deadline has passed,
+    /// and follows the next batch's deadline. When a sender holds the compressor, it is
+    /// queueing a message and finishes an overdue batch itself: as it joins the batch, or
+    /// when it sees `finishRequested` after letting the lock go. The event loop never
+    /// waits for zlib.
+    func batchDeadlinePassed() {
+        enum Next { case done, at(NIODeadline), handOff }
+        /// What the timer does next, read under the state lock.
+        func next(_ state: inout State) -> Next {
+            guard state.batchOpen, let channel = state.channel else {
+                state.batchTimerScheduled = false
+                return .done
+            }
+            if state.batchDeadline > channel.eventLoop.now { return .at(state.batchDeadline) }
+            state.batchTimerScheduled = false
+            return .handOff
+        }
+        func finishIfDue() -> Next? {
+            compressor.withLockIfAvailable { compressor -> Next in
+                let step = state.withLock { next(&$0) }
+                if case .handOff = step { _ = try? finishBatch(&compressor!) }
+                return step
+            }
+        }
+        var step = finishIfDue()
+        if step == nil {
+            step = state.withLock { next(&$0) }
+            if case .handOff = step {
+                // The lock's holder sees this after letting the lock go; if it already has,
+                // the lock is free now.
+                finishRequested.store(true, ordering: .sequentiallyConsistent)
+                _ = compressor.withLockIfAvailable { compressor in
+                    if finishRequested.load(ordering: .sequentiallyConsistent) { _ = try? finishBatch(&compressor!) }
+                }
+            }
+        }
+        if case .at(let due) = step, let channel = state.withLock({ $0.channel }) {
+            channel.eventLoop.scheduleTask(deadline: due) { self.batchDeadlinePassed() }
+        }
     }
 
     /// Appends the open batch, if any, as one frame. Returns true when the slot is
     /// backed up.
     @discardableResult
     private func finishBatch(_ compressor: inout Compressor) throws(any Error) -> Bool {
+        finishRequested.store(false, ordering: .sequentiallyConsistent)
         guard let batch = compressor.batch else { return false }
         compressor.batch = nil
         return try compressor.deflater.finishBatch { (compressed, flags) throws(any Error) -> Bool in
-            try append(kind: batch.kind, streamKey: batch.streamKey, flags: flags, messages: batch.messages) { $0.writeBytes(compressed) }
+            try append(kind: batch.kind, streamKey: batch.streamKey, flags: flags, messages: batch.messages, finishesBatch: true) { $0.writeBytes(compressed) }
         }
     }
 
     /// Appends one frame whose payload `body` writes in place into `pending`, and
     /// schedules a flush unless one is scheduled.
     private func append<E: Error>(
-        kind: UInt8, streamKey: UInt32, flags: UInt8, messages: Int = 1, body: (inout ByteBuffer) throws(E) -> Void
+        kind: UInt8, streamKey: UInt32, flags: UInt8, messages: Int = 1, finishesBatch: Bool = false, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
         let (channel, due, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, NIODeadline?, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
@@ -232,10 +299,16 @@ public final class FrameOutbox: Sendable {
             state.pendingFrames += 1
             state.pendingMessages += messages
             state.nextFrame += 1
+            if finishesBatch {
+                // The batch waited out the window: it is written at once, and the next
+                // batch is held a window from now.
+                state.batchOpen = false
+                if let channel = state.channel { state.coalescing.flushed(at: channel.eventLoop.now, messages: messages, deliveries: activity.deliveries) }
+            }
             let backedUp = Self.isBackedUp(state, highWaterMark)
             guard !state.flushScheduled, let channel = state.channel else { return (nil, nil, backedUp) }
             state.flushScheduled = true
-            return (channel, state.coalescing.due(now: channel.eventLoop.now, deliveries: activity.deliveries), backedUp)
+            return (channel, finishesBatch ? nil : state.coalescing.due(now: channel.eventLoop.now, deliveries: activity.deliveries), backedUp)
         }
         if let channel { channel.eventLoop.scheduleFlush(at: due) { self.flush() } }
         return backedUp
@@ -268,37 +341,32 @@ public final class FrameOutbox: Sendable {
         }
     }
 
-    /// Writes everything pending, the open batch finished first, with one write and one
-    /// flush, keeping it until the peer acknowledges it. Runs on the attached link's
-    /// event loop.
+    /// Writes everything pending with one write and one flush, keeping it until the peer
+    /// acknowledges it. Runs on the attached link's event loop.
     func flush() {
-        let (channel, batch) = batches ? compressor.withLock { compressor in
-            // Under the compressor's lock, so no message joins a batch this flush leaves behind.
-            _ = try? finishBatch(&compressor!)
-            return takePending()
-        } : takePending()
-        if let channel, let batch {
-            channel.writeAndFlush(batch, promise: nil)
-            BusyPoll.touch(channel.eventLoop)
-        }
+        write(state.withLock { takePending(&$0) })
+    }
+
+    private func write(_ taken: ((any Channel)?, ByteBuffer?)) {
+        guard let channel = taken.0, let batch = taken.1 else { return }
+        channel.writeAndFlush(batch, promise: nil)
+        BusyPoll.touch(channel.eventLoop)
     }
 
     /// Moves what is pending to the unacknowledged batches; returns it with the link to
     /// write it to, or nils when there is nothing to write.
-    private func takePending() -> ((any Channel)?, ByteBuffer?) {
-        state.withLock { state -> ((any Channel)?, ByteBuffer?) in
-            state.flushScheduled = false
-            guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
-            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingMessages, deliveries: activity.deliveries)
-            let batch = state.pending
-            state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
-            state.unacknowledgedBytes += batch.readableBytes
-            state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
-            state.pendingFrames = 0
-            state.pendingMessages = 0
-            state.bytesWritten += batch.readableBytes
-            return (channel, batch)
-        }
+    private func takePending(_ state: inout State) -> ((any Channel)?, ByteBuffer?) {
+        state.flushScheduled = false
+        guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
+        state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingMessages, deliveries: activity.deliveries)
+        let batch = state.pending
+        state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
+        state.unacknowledgedBytes += batch.readableBytes
+        state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
+        state.pendingFrames = 0
+        state.pendingMessages = 0
+        state.bytesWritten += batch.readableBytes
+        return (channel, batch)
     }
 
     /// The peer has received every frame numbered below `received`: forget them, down
@@ -356,6 +424,7 @@ public final class FrameOutbox: Sendable {
         for batch in batches { channel.write(batch, promise: nil) }
         channel.flush()
         flush()
+        if self.batches { batchDeadlinePassed() }
         for waiter in waiters { waiter.resume() }
     }
 

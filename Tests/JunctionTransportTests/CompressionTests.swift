@@ -6,25 +6,27 @@ import Testing
 
 @testable import JunctionTransport
 
-/// Frames as an outbox writes them to an embedded channel, with compression.
+/// Frames as an outbox writes them to an embedded channel, with compression and write
+/// coalescing.
 struct OutboxHarness {
     let channel = EmbeddedChannel()
     let outbox: FrameOutbox
 
     init(_ settings: CompressionSettings, batchLimit: Int = 64 << 10) {
-        outbox = FrameOutbox(channel: channel, peer: "test", compression: settings, batchLimit: batchLimit)
+        outbox = FrameOutbox(channel: channel, peer: "test", compression: settings, batchLimit: batchLimit, coalescing: .microseconds(50))
     }
 
     /// Enqueues each payload as one message frame and returns the frames on the wire.
-    /// With `together`, all are queued before the event loop runs, as senders faster than
-    /// the link do: the first goes alone and the rest wait for its flush. Otherwise the
-    /// loop runs after each, so each message goes alone.
+    /// With `together`, the first goes and the rest follow at once, as senders faster than
+    /// the link do: the coalescing window holds their write. Otherwise a quiet spell
+    /// follows each, so each message goes alone.
     func send(_ payloads: [[UInt8]], together: Bool = false) throws -> [Frame] {
-        for payload in payloads {
+        for (index, payload) in payloads.enumerated() {
             try outbox.enqueueFrame(kind: 16, streamKey: 1, compressible: true) { $0.writeBytes(payload) }
-            if !together { channel.embeddedEventLoop.run() }
+            if together && index == 0 { channel.embeddedEventLoop.run() }
+            if !together { channel.embeddedEventLoop.advanceTime(by: .milliseconds(1)) }
         }
-        channel.embeddedEventLoop.run()
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
         var parser = FrameParser(maxFrameSize: 1 << 24)
         var frames: [Frame] = []
         while let bytes = try channel.readOutbound(as: ByteBuffer.self) {

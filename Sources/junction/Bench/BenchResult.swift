@@ -82,8 +82,11 @@ struct BenchReport: Codable, Sendable {
     var runs: Int
     var scenarios: [ScenarioReport]
     /// Plain zlib (level 1, one stream, a sync flush per record) on one core, in records/s:
-    /// the physical limit for the compressed JSON scenarios.
+    /// the limit for compressing the JSON scenarios' messages one at a time.
     var zlibBaselineRate: Double
+    /// Plain zlib (level 1, one stream, no flush) on one core, in records/s: the limit
+    /// for `stream` mode's batches.
+    var zlibUnflushedRate: Double
     /// Junction's `stream`-mode deflater alone on one core (its level-1 tuning, the copy
     /// out), in records/s: what the compressed scenarios spend beyond it is the pipeline.
     var deflaterRate: Double
