@@ -91,6 +91,14 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(json[iteration % json.count].withUnsafeBytes { deflater.compress($0) { compressed, _ in compressed.count } })
         }
     }
+    Benchmark("Deflate 2 KiB JSON, stream mode, level 1, batches of 4", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let deflater = Deflater(settings: CompressionSettings(level: 1, threshold: 0, mode: .stream))
+        benchmark.startMeasurement()
+        for iteration in benchmark.scaledIterations {
+            json[iteration % json.count].withUnsafeBytes { deflater.addToBatch($0) }
+            if iteration % 4 == 3 { blackHole(deflater.finishBatch { compressed, _ in compressed.count }) }
+        }
+    }
     let compressed: [ByteBuffer] = {
         let deflater = Deflater(settings: CompressionSettings(level: 1, threshold: 0, mode: .message))
         return json.map { record in
