@@ -286,6 +286,7 @@ public struct ConnectionInfo: Sendable, Hashable {
     public struct Link: Sendable, Hashable {
         public var slot: Int
         public var live: Bool
+        /// Frames queued on the slot, each counted once (a `stream`-mode batch is one frame).
         public var framesSent: Int
         public var bytesSent: Int
         public var framesReceived: Int

@@ -32,13 +32,18 @@ struct LinkPoolTests {
         await registrar.shutdown()
     }
 
-    @Test("a link closed mid-stream is rejoined; every message of 100,000 arrives exactly once and in order per pair")
-    func linkKilledMidStream() async throws {
+    @Test("a link closed mid-stream is rejoined; every message arrives exactly once and in order per pair: 100,000 small terms, or 30,000 distinct 2 KiB records in stream-mode batches",
+          arguments: [false, true])
+    func linkKilledMidStream(compressed: Bool) async throws {
         let registrar = try await startRegistrar()
-        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
-        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        let extra = compressed ? "compression: {level: 1, threshold: 1024, mode: stream}" : ""
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)], stackExtra: extra))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)], stackExtra: extra))
         let pairs = 6
-        let perPair = 100_000 / pairs
+        let total = compressed ? 30_000 : 100_000
+        let perPair = total / pairs
+        let records = jsonRecords(64, size: 2048)
+        func message(_ value: Int) -> Term { compressed ? .tuple([.int(value), records[value % records.count]]) : .int(value) }
         let sinks = try (0..<pairs).map { try b.spawn(name: "sink\($0)") }
         // The dial returns once every link of the pool has joined, so all three are cut below.
         _ = try await a.connect("b@localhost")
@@ -48,8 +53,8 @@ struct LinkPoolTests {
                 var expected = 0
                 while expected < perPair {
                     let term = try await sink.receive(timeout: .seconds(60)).term()
-                    guard term == .int(expected) else {
-                        Issue.record("sink\(index) got \(term) where \(expected) was due")
+                    guard term == message(expected) else {
+                        Issue.record("sink\(index) got \(String(describing: term).prefix(80)) where \(expected) was due")
                         return expected
                     }
                     expected += 1
@@ -61,7 +66,7 @@ struct LinkPoolTests {
         let senders = (0..<pairs).map { index in
             Task {
                 let sender = try a.spawn()
-                for value in 0..<perPair { try await sender.send(.int(value), to: .name("sink\(index)", on: "b@localhost")) }
+                for value in 0..<perPair { try await sender.send(message(value), to: .name("sink\(index)", on: "b@localhost")) }
             }
         }
         // A third of the way in, cut every link of the pool from the accepting side.
@@ -75,6 +80,10 @@ struct LinkPoolTests {
         let info = try #require(a.connection(to: "b@localhost")?.info)
         #expect(info.rejoins >= 3, "\(info)")
         #expect(info.liveLinks == 3)
+        if compressed {
+            let frames = info.links.reduce(0) { $0 + $1.framesSent }
+            #expect(frames < total, "messages shared batch frames (\(frames) frames for \(total) messages)")
+        }
         // Nothing arrived twice: each sink has nothing left.
         for sink in sinks { await #expect(throws: ReceiveTimeout.self) { _ = try await sink.receive(timeout: .milliseconds(200)) } }
         await a.shutdown()
