@@ -1,14 +1,16 @@
 // Deflate cost and size of the bench's 2 KiB records at zlib level 1, with a sync flush
-// per record as `stream` mode does: zlib format vs raw deflate, and the longest match
-// zlib looks for (nice_length 8 is level 1's own). Best of 15 timings of 20,000 records.
-// Then the cost of inflating them as a `stream`-mode receiver does (raw, the sync-flush
-// trailer restored after each record), best of 10.
+// per record as a frame of one message has: zlib format vs raw deflate, and the longest
+// match zlib looks for (nice_length 8 is level 1's own). Best of 15 timings of 20,000
+// records. Then the cost of inflating them as a `stream`-mode receiver does (raw, the
+// sync-flush trailer restored after each record), best of 10. Last, raw with 12-byte
+// matches (Junction's level 1) and a sync flush every N records, as a `stream`-mode
+// batch of N has.
 //   python3 records.py > /tmp/recs.bin && gcc -O2 deflate-tune.c -lz -o deflate-tune && ./deflate-tune /tmp/recs.bin
 #include <stdio.h>
 #include <time.h>
 #include <zlib.h>
 
-static unsigned char records[512 * 2048], out[8192], compressed[20000][700];
+static unsigned char records[512 * 2048], out[1 << 16], compressed[20000][700];
 static int compressedLength[20000];
 
 static double now(void) {
@@ -17,8 +19,9 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-/// Microseconds per record; *bytes gets the mean output per record.
-static double run(int windowBits, int nice, double *bytes) {
+/// Microseconds per record with a sync flush every `flushEvery` records; *bytes gets the
+/// mean output per record.
+static double run(int windowBits, int nice, int flushEvery, double *bytes) {
     z_stream s = {0};
     deflateInit2(&s, 1, Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY);
     if (nice != 8) deflateTune(&s, 4, 4, nice, 4);
@@ -30,7 +33,7 @@ static double run(int windowBits, int nice, double *bytes) {
         s.avail_in = 2048;
         s.next_out = out;
         s.avail_out = sizeof out;
-        deflate(&s, Z_SYNC_FLUSH);
+        deflate(&s, (i + 1) % flushEvery == 0 ? Z_SYNC_FLUSH : Z_NO_FLUSH);
         total += sizeof out - s.avail_out;
     }
     double seconds = now() - start;
@@ -50,7 +53,7 @@ int main(int argc, char **argv) {
     double best[4] = {1e9, 1e9, 1e9, 1e9}, bytes[4];
     for (int rep = 0; rep < 15; rep++)
         for (int k = 0; k < 4; k++) {
-            double t = run(windowBits[k], nice[k], &bytes[k]);
+            double t = run(windowBits[k], nice[k], 1, &bytes[k]);
             if (t < best[k]) best[k] = t;
         }
     for (int k = 0; k < 4; k++) printf("%-20s %.2f us/record  %.1f bytes/record\n", names[k], best[k], bytes[k]);
@@ -89,5 +92,15 @@ int main(int argc, char **argv) {
         inflateEnd(&s);
     }
     printf("inflate, raw, nice 12 output, trailer restored: %.2f us/record\n", bestInflate);
+
+    int every[] = {1, 2, 4, 8, 16, 64};
+    for (int k = 0; k < 6; k++) {
+        double bestBatch = 1e9, batchBytes = 0;
+        for (int rep = 0; rep < 7; rep++) {
+            double t = run(-15, 12, every[k], &batchBytes);
+            if (t < bestBatch) bestBatch = t;
+        }
+        printf("raw, nice 12, sync flush every %2d records: %.2f us/record  %.1f bytes/record\n", every[k], bestBatch, batchBytes);
+    }
     return 0;
 }
