@@ -150,10 +150,13 @@ final class NativeLinkHandler: ChannelInboundHandler {
 
     // MARK: - data phase
 
-    /// The kinds of frames handed to the node (the ones a batch may hold).
-    static let messageKinds: Set<UInt8> = [
-        NativeFrameKind.sendName, NativeFrameKind.sendPid, NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down,
-    ]
+    /// True for the kinds of frames handed to the node (the ones a batch may hold).
+    static func isMessage(_ kind: UInt8) -> Bool {
+        switch kind {
+        case NativeFrameKind.sendName, NativeFrameKind.sendPid, NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down: true
+        default: false
+        }
+    }
 
     func dataFrame(_ frame: Frame, connection: NativeConnection, slot: LinkSlot, context: ChannelHandlerContext) throws {
         if frame.kind == NativeFrameKind.ack {
@@ -170,7 +173,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             return receiver.inflater
         }
         switch frame.kind {
-        case _ where Self.messageKinds.contains(frame.kind):
+        case _ where Self.isMessage(frame.kind):
             guard frame.flags & FrameFlags.compressed != 0 else {
                 batch.append(frame)
                 return
@@ -185,7 +188,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 return
             }
             try FrameParser.forEachFrame(in: inflated.payload, maxFrameSize: parser.maxFrameSize) { inner in
-                guard inner.flags == 0, Self.messageKinds.contains(inner.kind) else {
+                guard inner.flags == 0, Self.isMessage(inner.kind) else {
                     throw NativeProtocolError(
                         "\(connection.peer) sent a batch holding a frame of kind \(inner.kind) with flags \(inner.flags): a batch holds uncompressed message frames only")
                 }

@@ -156,7 +156,7 @@ public final class FrameOutbox: Sendable {
     public func enqueueFrame<E: Error>(
         kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
-        guard compresses else {
+        guard compresses, compressible || batches else {
             return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
         }
         defer {
@@ -344,29 +344,23 @@ public final class FrameOutbox: Sendable {
     /// Writes everything pending with one write and one flush, keeping it until the peer
     /// acknowledges it. Runs on the attached link's event loop.
     func flush() {
-        write(state.withLock { takePending(&$0) })
-    }
-
-    private func write(_ taken: ((any Channel)?, ByteBuffer?)) {
-        guard let channel = taken.0, let batch = taken.1 else { return }
-        channel.writeAndFlush(batch, promise: nil)
-        BusyPoll.touch(channel.eventLoop)
-    }
-
-    /// Moves what is pending to the unacknowledged batches; returns it with the link to
-    /// write it to, or nils when there is nothing to write.
-    private func takePending(_ state: inout State) -> ((any Channel)?, ByteBuffer?) {
-        state.flushScheduled = false
-        guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
-        state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingMessages, deliveries: activity.deliveries)
-        let batch = state.pending
-        state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
-        state.unacknowledgedBytes += batch.readableBytes
-        state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
-        state.pendingFrames = 0
-        state.pendingMessages = 0
-        state.bytesWritten += batch.readableBytes
-        return (channel, batch)
+        let (channel, batch) = state.withLock { state -> ((any Channel)?, ByteBuffer?) in
+            state.flushScheduled = false
+            guard !state.closed, let channel = state.channel, state.pending.readableBytes > 0 else { return (nil, nil) }
+            state.coalescing.flushed(at: channel.eventLoop.now, messages: state.pendingMessages, deliveries: activity.deliveries)
+            let batch = state.pending
+            state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
+            state.unacknowledgedBytes += batch.readableBytes
+            state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
+            state.pendingFrames = 0
+            state.pendingMessages = 0
+            state.bytesWritten += batch.readableBytes
+            return (channel, batch)
+        }
+        if let channel, let batch {
+            channel.writeAndFlush(batch, promise: nil)
+            BusyPoll.touch(channel.eventLoop)
+        }
     }
 
     /// The peer has received every frame numbered below `received`: forget them, down
