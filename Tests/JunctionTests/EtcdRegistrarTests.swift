@@ -50,6 +50,33 @@ struct EtcdRegistrarTests {
         }
     }
 
+    @Test("a node started while etcd answers nothing keeps trying, logging each attempt, and registers once etcd answers; with no etcd at all it gives up after the lease TTL")
+    func unanswered() async throws {
+        try await EtcdCluster.with(members: 1) { etcd in
+            let cluster = "c\(UInt32.random(in: 0...UInt32.max))"
+            let capture = LogCapture()
+            etcd.pause(0)
+            let starting = Task {
+                try await Node.start(
+                    config: try etcd.nodeConfig("eu@localhost", cluster: cluster, requestTimeout: "300ms"), environment: environment, logger: capture.logger)
+            }
+            await capture.waitFor("etcd did not answer the lease grant (attempt 2)")
+            etcd.resume(0)
+            let node = try await starting.value
+            let answer = try await etcd.client().call("/v3/kv/range", ["key": EtcdClient.base64("junction/\(cluster)/nodes/eu@localhost")])
+            #expect((answer["kvs"] as? [Any])?.count == 1, "registered once etcd answered: \(answer)")
+            await node.shutdown()
+
+            // Where nothing listens, the node gives up after the lease TTL and says what to check.
+            let nowhere = "http://127.0.0.1:\(try await Erl.freePort())"
+            let yaml = etcd.yaml("ev@localhost", cluster: cluster, leaseTTL: "2s", requestTimeout: "100ms").replacingOccurrences(of: etcd.endpoints[0], with: nowhere)
+            let error = await #expect(throws: RegistrarError.self) {
+                _ = try await Node.start(config: try ConfigLoader.load(yaml: yaml), environment: environment, logger: quietLogger)
+            }
+            #expect("\(error!)".contains("attempts over 2s); check that etcd runs at \(nowhere), or raise the registrar's requestTimeout (100ms)"), "\(error!)")
+        }
+    }
+
     @Test("a static route sends names of another data centre to the etcd stack, whose records carry the real address")
     func staticRoute() async throws {
         try await EtcdCluster.with(members: 1) { etcd in

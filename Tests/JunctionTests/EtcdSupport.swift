@@ -106,14 +106,22 @@ final class EtcdCluster: Sendable {
         try await process.waitForLine(containing: tls ? "serving client traffic securely" : "serving client traffic")
     }
 
-    /// Stops member `index` (SIGTERM, by pid) and waits until it exited.
+    /// Stops member `index` (SIGTERM, by pid; a paused member is resumed to take it) and
+    /// waits until it exited.
     func stop(_ index: Int) async {
         let process = processes.withLock { processes -> ChildProcess? in
             defer { processes[index] = nil }
             return processes[index]
         }
+        process?.signal(SIGCONT)
         await process?.stop()
     }
+
+    /// Pauses member `index` (SIGSTOP, by pid): its sockets accept connections, but it
+    /// answers nothing until `resume`.
+    func pause(_ index: Int) { processes.withLock { $0[index] }?.signal(SIGSTOP) }
+
+    func resume(_ index: Int) { processes.withLock { $0[index] }?.signal(SIGCONT) }
 
     /// Starts member `index` again on its data directory.
     func restart(_ index: Int) throws { try launch(index) }

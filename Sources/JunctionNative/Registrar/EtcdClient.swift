@@ -6,10 +6,13 @@ import NIOCore
 import NIOSSL
 import Synchronization
 
-/// etcd answered, but with an error (`code` is the gRPC status code the gateway carries).
+/// etcd answered with an error (`code` is the gRPC status code the gateway carries), or
+/// no endpoint answered. `unanswered` when one did not answer at all (rather than refuse
+/// TLS): the request may or may not have been applied, and may succeed when asked again.
 public struct EtcdError: Error, Sendable, CustomStringConvertible {
     public let code: Int?
     public let description: String
+    public var unanswered = false
 }
 
 /// etcd's v3 API through its HTTP/JSON gateway (`POST /v3/...`), on one connection per
@@ -69,9 +72,12 @@ final class EtcdClient: Sendable {
         let payload: Data
         do { payload = try JSONSerialization.data(withJSONObject: body) } catch { return loop.makeFailedFuture(error) }
         let first = preferred.withLock { $0 }
-        @Sendable func attempt(_ offset: Int, _ failures: [String]) -> EventLoopFuture<Answer> {
+        /// `transient`: some endpoint failed otherwise than by refusing TLS (which asking
+        /// again would not change).
+        @Sendable func attempt(_ offset: Int, _ failures: [String], transient: Bool) -> EventLoopFuture<Answer> {
             guard offset < endpoints.count else {
-                return loop.makeFailedFuture(EtcdError(code: nil, description: "no etcd endpoint answered \(path): \(failures.joined(separator: "; "))"))
+                return loop.makeFailedFuture(
+                    EtcdError(code: nil, description: "no etcd endpoint answered \(path): \(failures.joined(separator: "; "))", unanswered: transient))
             }
             let index = (first + offset) % endpoints.count
             let endpoint = endpoints[index]
@@ -87,10 +93,10 @@ final class EtcdClient: Sendable {
                 }
                 .flatMapError { error in
                     if error is EtcdError { return loop.makeFailedFuture(error) }
-                    return attempt(offset + 1, failures + ["\(endpoint): \(error)"])
+                    return attempt(offset + 1, failures + ["\(endpoint): \(error)"], transient: transient || !CertificateManager.isTLSFailure(error))
                 }
         }
-        return attempt(0, [])
+        return attempt(0, [], transient: false)
     }
 
     /// One request on a new connection: the status and the whole body.
@@ -139,7 +145,7 @@ final class EtcdClient: Sendable {
                 failures.append("\(endpoint): \(error)")
             }
         }
-        throw EtcdError(code: nil, description: "no etcd endpoint accepted \(path): \(failures.joined(separator: "; "))")
+        throw EtcdError(code: nil, description: "no etcd endpoint accepted \(path): \(failures.joined(separator: "; "))", unanswered: true)
     }
 
     static func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }

@@ -108,16 +108,22 @@ public final class EtcdRegistrar: NativeRegistrar {
         let record = Record(
             format: 1, node: name.description, stack: stack, host: host, port: port, tls: tls, handshakeVersion: handshakeVersion, protocolVersion: protocolVersion)
         state.withLock { $0.record = record }
-        let lease = try await grant()
+        let giveUp = ContinuousClock.now + .nanoseconds(settings.leaseTTL.nanoseconds)
+        let lease = try await untilAnswered("the lease grant", giveUp: giveUp) { try await self.grant() }
         let value = try Self.encode(record)
-        let answer = try await client.call("/v3/kv/txn", [
-            "compare": [["key": EtcdClient.base64(key(record.node)), "target": "CREATE", "result": "EQUAL", "create_revision": "0"]],
-            "success": [["request_put": ["key": EtcdClient.base64(key(record.node)), "value": value, "lease": String(lease)]]],
-            "failure": [["request_range": ["key": EtcdClient.base64(key(record.node))]]],
-        ])
-        guard answer["succeeded"] as? Bool == true else {
+        let answer = try await untilAnswered("the registration", giveUp: giveUp) {
+            try await self.client.call("/v3/kv/txn", [
+                "compare": [["key": EtcdClient.base64(self.key(record.node)), "target": "CREATE", "result": "EQUAL", "create_revision": "0"]],
+                "success": [["request_put": ["key": EtcdClient.base64(self.key(record.node)), "value": value, "lease": String(lease)]]],
+                "failure": [["request_range": ["key": EtcdClient.base64(self.key(record.node))]]],
+            ])
+        }
+        let current = Self.kvs(inTxn: answer).first
+        // An attempt that went unanswered may have been applied: the key then holds this
+        // registration's own lease.
+        guard answer["succeeded"] as? Bool == true || EtcdClient.int(current?["lease"]) == lease else {
             _ = try? await client.call("/v3/lease/revoke", ["ID": String(lease)])
-            let holder = Self.kvs(inTxn: answer).first.flatMap { Self.decode($0["value"]) }
+            let holder = current.flatMap { Self.decode($0["value"]) }
             throw RegistrarError(
                 "'\(name)' is already registered in \(where_)\(holder.map { " by the node at \($0.host):\($0.port)" } ?? ""); names are unique in a cluster: give this node another name, or stop the other one"
             )
@@ -125,6 +131,27 @@ public final class EtcdRegistrar: NativeRegistrar {
         state.withLock { $0.lease = lease }
         logger.info("registered '\(name)' in \(where_) as \(key(record.node)), lease \(lease) of \(settings.leaseTTL)")
         startKeepAlive()
+    }
+
+    /// Runs `request` again while no etcd endpoint answers it (etcd starting, starved, or
+    /// electing a leader), until `giveUp`; etcd's own errors are thrown at once.
+    func untilAnswered<T>(_ what: String, giveUp: ContinuousClock.Instant, _ request: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await request()
+            } catch let error as EtcdError where error.unanswered {
+                guard ContinuousClock.now < giveUp else {
+                    throw RegistrarError(
+                        "\(error) (\(attempt) attempts over \(settings.leaseTTL)); check that etcd runs at \(settings.endpoints.joined(separator: ", ")), or raise the registrar's requestTimeout (\(settings.requestTimeout)) if it is only slow"
+                    )
+                }
+                logger.warning("etcd did not answer \(what) (attempt \(attempt)): \(error); trying again until \(settings.leaseTTL) have passed")
+                attempt += 1
+                // A refused connection fails at once: pace the attempts.
+                try await Task.sleep(for: .milliseconds(min(100 * attempt, 1000)))
+            }
+        }
     }
 
     func grant() async throws -> Int64 {
