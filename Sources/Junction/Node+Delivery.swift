@@ -36,34 +36,42 @@ extension Node: NativeStackDelegate {
         announceEnded(connection, error: error)
     }
 
-    /// Delivers one read's frames into mailboxes, taking the registry lock once. A
-    /// malformed frame or payload throws, which closes that link only.
+    /// Delivers one read's frames into mailboxes, taking the registry lock once per run of
+    /// message frames. Monitor frames are handled where they stand, so a monitor, a
+    /// demonitor or a DOWN keeps its place among the pair's messages. A malformed frame
+    /// or payload throws, which closes that link only.
     public func received(_ frames: [Frame], on connection: NativeConnection) throws {
         let mapping = atomMappings?.mapping(for: connection.peer.atom)
-        var controls: [Frame] = []
-        try processes.withLookup { byName, byId in
-            for frame in frames {
-                var body = frame.payload
-                let target: ProcessHandle?
-                switch frame.kind {
-                case NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down:
-                    controls.append(frame)
-                    continue
-                case NativeFrameKind.sendName:
-                    guard let length = body.readInteger(as: UInt8.self), let processName = body.readString(length: Int(length)) else {
-                        throw NativeProtocolError("a message frame from \(connection.peer) has a malformed name")
+        var next = 0
+        while next < frames.count {
+            try processes.withLookup { byName, byId in
+                while next < frames.count {
+                    var body = frames[next].payload
+                    let target: ProcessHandle?
+                    switch frames[next].kind {
+                    case NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down:
+                        return
+                    case NativeFrameKind.sendName:
+                        guard let length = body.readInteger(as: UInt8.self), let processName = body.readString(length: Int(length)) else {
+                            throw NativeProtocolError("a message frame from \(connection.peer) has a malformed name")
+                        }
+                        target = byName(mapping?.localName(processName) ?? processName)
+                    default:
+                        guard let (id, _) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
+                            throw NativeProtocolError("a message frame from \(connection.peer) has a malformed pid")
+                        }
+                        target = byId(id)
                     }
-                    target = byName(mapping?.localName(processName) ?? processName)
-                default:
-                    guard let (id, _) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
-                        throw NativeProtocolError("a message frame from \(connection.peer) has a malformed pid")
-                    }
-                    target = byId(id)
+                    try ETF.validate(body)
+                    target?.mailbox.deliver(try mapping?.fromPeer(.encoded(body)) ?? .encoded(body))
+                    next += 1
                 }
-                try ETF.validate(body)
-                target?.mailbox.deliver(try mapping?.fromPeer(.encoded(body)) ?? .encoded(body))
+            }
+            if next < frames.count {
+                // Outside the registry lock, which handling a monitor takes.
+                try monitorFrame(frames[next], on: connection)
+                next += 1
             }
         }
-        for frame in controls { try monitorFrame(frame, on: connection) }
     }
 }

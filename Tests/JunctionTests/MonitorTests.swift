@@ -6,7 +6,7 @@ import Testing
 /// Monitors between native nodes: `ProcessHandle.monitor` and the frames behind it.
 @Suite("Native monitors", .timeLimit(.minutes(1)))
 struct MonitorTests {
-    @Test("a monitor fires when the process exits (normal), at once for a missing one (noproc), never after demonitor, and on connection end (noconnection)")
+    @Test("a monitor fires when the process exits (normal), at once for a missing one (noproc), never after demonitor, and on connection end (noconnection); it keeps its place among the pair's messages")
     func monitors() async throws {
         let registrar = try await startRegistrar()
         defer { Task { await registrar.shutdown() } }
@@ -22,6 +22,10 @@ struct MonitorTests {
         let onNobody = try await me.monitor(.name("nobody", on: "b@localhost"))
         #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("DOWN"), .ref(onNobody), .atom("process"), .tuple([.atom("nobody"), .atom("b@localhost")]), .atom("noproc")]))
 
+        // A message after the monitor, to the same process, arrives after it: once svc
+        // has it, the monitor is in force (svc exiting earlier would mean noproc).
+        try await me.send(.atom("hello"), to: .name("svc", on: "b@localhost"))
+        #expect(try await svc.receive(timeout: .seconds(10)).term() == .atom("hello"))
         // Messages the process sent before exiting arrive before its DOWN.
         try await svc.send(.atom("last_words"), to: .pid(me.pid))
         svc.exit()
