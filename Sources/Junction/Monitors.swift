@@ -138,8 +138,7 @@ extension Node {
         case (NativeFrameKind.monitor, 3):
             guard case .pid(let watcher) = fields[1] else { throw NativeProtocolError("\(connection.peer) sent a monitor without a watcher pid") }
             let target = fields[2]
-            if let process = process(target) {
-                watchers.add(.monitor(ref: reference, target: target), peer: connection.peer.atom, remote: watcher, local: process.pid.id)
+            if let process = process(target), watchers.add(.monitor(ref: reference, target: target), peer: connection.peer.atom, remote: watcher, to: process, in: processes) {
                 bridgeWatched(process)
             } else {
                 // No such process: DOWN noproc at once (a failure to send it is the

@@ -56,8 +56,7 @@ extension Node: ErlangStackDelegate {
         case (19, nil):
             // MONITOR_P {19, From, ToProc, Ref}; ToProc is a pid or a registered name.
             guard case .pid(let from)? = field(1), let target = field(2), case .ref(let ref)? = field(3) else { throw malformed(message, connection) }
-            if let process = process(target) {
-                watchers.add(.monitor(ref: ref, target: target), peer: connection.peer.atom, remote: from, local: process.pid.id)
+            if let process = process(target), watchers.add(.monitor(ref: ref, target: target), peer: connection.peer.atom, remote: from, to: process, in: processes) {
                 bridgeWatched(process)
             } else {
                 try sendDown(target: target, to: from, ref: ref, reason: .atom("noproc"), on: connection)
@@ -69,11 +68,8 @@ extension Node: ErlangStackDelegate {
         case (1, nil):
             // LINK {1, From, To}
             guard case .pid(let from)? = field(1), case .pid(let to)? = field(2) else { throw malformed(message, connection) }
-            if let process = local(to) {
-                watchers.add(.link, peer: connection.peer.atom, remote: from, local: process.pid.id)
-            } else {
-                try sendExit(from: to, to: from, reason: .atom("noproc"), on: connection)
-            }
+            let linked = local(to).map { watchers.add(.link, peer: connection.peer.atom, remote: from, to: $0, in: processes) } ?? false
+            if !linked { try sendExit(from: to, to: from, reason: .atom("noproc"), on: connection) }
         case (35, nil), (4, nil):
             // UNLINK_ID {35, Id, From, To} (answered with UNLINK_ID_ACK), old UNLINK {4, From, To}
             let offset = operation == 35 ? 1 : 0
@@ -196,8 +192,16 @@ final class Watchers: Sendable {
 
     let byLocal = Mutex<[UInt32: [Watcher]]>([:])
 
-    func add(_ kind: Kind, peer: Atom, remote: Pid, local: UInt32) {
-        byLocal.withLock { $0[local, default: []].append(Watcher(kind: kind, peer: peer, remote: remote)) }
+    /// Adds a watcher of `process` while it is still registered, checked under this
+    /// table's lock. A process that exits leaves the registry before it takes its
+    /// watchers, so a watcher added here is taken by its exit, never left behind. False
+    /// when it has gone (the caller answers noproc).
+    func add(_ kind: Kind, peer: Atom, remote: Pid, to process: ProcessHandle, in registry: ProcessRegistry) -> Bool {
+        byLocal.withLock { table in
+            guard registry.byId(process.pid.id) === process else { return false }
+            table[process.pid.id, default: []].append(Watcher(kind: kind, peer: peer, remote: remote))
+            return true
+        }
     }
 
     func removeMonitor(_ ref: Reference) {

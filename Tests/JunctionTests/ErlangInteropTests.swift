@@ -266,6 +266,7 @@ struct ErlangInteropTests {
 
         let printed = try await Erl.run("e6@localhost", cookie: "erlcookie", epmdPort: epmdPort, """
             J = 'jm@localhost',
+            pong = net_adm:ping(J),
             Ref = erlang:monitor(process, {monitored, J}),
             {monitored, J} ! stop,
             Down = receive {'DOWN', Ref, process, Obj, Why} -> {Obj, Why} after 5000 -> timeout end,

@@ -42,10 +42,12 @@ struct NetworkStatusTests {
         let established = await events(&status, 1)
         #expect(established == [.connectionEstablished(PeerInfo(stack: "native", node: "b@localhost", address: established.first.map(address) ?? ""))])
 
+        var statusOfB = b.networkStatus().makeAsyncIterator()
         await a.request(.disconnectSystem("b@localhost"))
         #expect(kinds(await events(&status, 1)) == ["connectionClosed"])
         await #expect(throws: DisconnectedByRequest.self) { try await sender.send(.atom("two"), to: .name("sink", on: "b@localhost")) }
-        // b may not come back on its own either.
+        // b may not come back on its own either, once it has seen the connection end.
+        #expect(kinds(await events(&statusOfB, 1)) == ["connectionClosed"])
         let back = try b.spawn()
         await #expect(throws: (any Error).self) { try await back.send(.atom("three"), to: .pid(sender.pid)) }
 
