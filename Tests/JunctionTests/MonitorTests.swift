@@ -42,4 +42,33 @@ struct MonitorTests {
         #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("DOWN"), .ref(onThird), .atom("process"), .pid(third.pid), .atom("noconnection")]))
         await #expect(throws: ReceiveTimeout.self) { _ = try await me.receive(timeout: .milliseconds(300)) }
     }
+
+    @Test("monitors that race their targets' exits each fire exactly once (normal or noproc)")
+    func racingExits() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        defer { Task { await a.shutdown(); await b.shutdown() } }
+        let me = try a.spawn()
+        let count = 500
+        var references = Set<Reference>()
+        for _ in 0..<count {
+            let target = try b.spawn()
+            async let reference = me.monitor(.pid(target.pid))
+            target.exit()
+            references.insert(try await reference)
+        }
+        for _ in 0..<count {
+            let down = try await me.receive(timeout: .seconds(10)).term()
+            guard case .tuple(let fields) = down, fields.count == 5, case .ref(let reference) = fields[1], fields[4] == .atom("normal") || fields[4] == .atom("noproc")
+            else {
+                Issue.record("not a DOWN: \(down)")
+                return
+            }
+            #expect(references.remove(reference) != nil, "a second DOWN for \(reference)")
+        }
+        #expect(references.isEmpty)
+        await #expect(throws: ReceiveTimeout.self) { _ = try await me.receive(timeout: .milliseconds(300)) }
+    }
 }
