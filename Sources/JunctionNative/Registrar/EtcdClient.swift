@@ -7,8 +7,9 @@ import NIOSSL
 import Synchronization
 
 /// etcd answered with an error (`code` is the gRPC status code the gateway carries), or
-/// no endpoint answered. `unanswered` when one did not answer at all (rather than refuse
-/// TLS): the request may or may not have been applied, and may succeed when asked again.
+/// no endpoint answered. `call` sets `unanswered` when one did not answer at all (rather
+/// than refuse TLS): the request may or may not have been applied, and may succeed when
+/// asked again.
 public struct EtcdError: Error, Sendable, CustomStringConvertible {
     public let code: Int?
     public let description: String
@@ -145,7 +146,7 @@ final class EtcdClient: Sendable {
                 failures.append("\(endpoint): \(error)")
             }
         }
-        throw EtcdError(code: nil, description: "no etcd endpoint accepted \(path): \(failures.joined(separator: "; "))", unanswered: true)
+        throw EtcdError(code: nil, description: "no etcd endpoint accepted \(path): \(failures.joined(separator: "; "))")
     }
 
     static func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
