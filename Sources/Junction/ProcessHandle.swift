@@ -25,6 +25,13 @@ public final class ProcessHandle: Sendable {
     public let name: String?
     let mailbox: Mailbox
     unowned let node: Node
+    /// Sends and receives so far. A send that finds room and a receive that finds a
+    /// message do not suspend, so a process looping over them would keep its thread of
+    /// Swift's cooperative pool (as many threads as cores) and starve everything else
+    /// the node runs there (other processes, the admin API, dials). Like an Erlang
+    /// process after its reductions, it gives the thread up every `operationsPerSlice`.
+    let operations = Atomic<Int>(0)
+    static let operationsPerSlice = 1024
 
     init(pid: Pid, name: String?, node: Node) {
         self.pid = pid
@@ -33,12 +40,18 @@ public final class ProcessHandle: Sendable {
         self.node = node
     }
 
+    /// Counts one send or receive; at the end of a slice, lets other tasks run.
+    func spend() async {
+        if operations.wrappingAdd(1, ordering: .relaxed).newValue % Self.operationsPerSlice == 0 { await Task.yield() }
+    }
+
     /// Waits for the next message.
     public func receive() async throws -> Message {
         guard let payload = await mailbox.next() else {
             try Task.checkCancellation()
             throw ProcessExited(pid: pid)
         }
+        await spend()
         return Message(payload: payload)
     }
 
@@ -59,6 +72,7 @@ public final class ProcessHandle: Sendable {
     /// Sends `term` from this process.
     public func send(_ term: Term, to destination: Destination) async throws {
         try await node.send(.term(term), to: destination, from: pid)
+        await spend()
     }
 
     /// Unregisters the process and closes its mailbox; Erlang processes monitoring or
