@@ -29,7 +29,8 @@ public final class ProcessHandle: Sendable {
     /// message do not suspend, so a process looping over them would keep its thread of
     /// Swift's cooperative pool (as many threads as cores) and starve everything else
     /// the node runs there (other processes, the admin API, dials). Like an Erlang
-    /// process after its reductions, it gives the thread up every `operationsPerSlice`.
+    /// process after its reductions, it gives the thread up every `operationsPerSlice` (a
+    /// power of two).
     let operations = Atomic<Int>(0)
     static let operationsPerSlice = 1024
 
@@ -40,9 +41,11 @@ public final class ProcessHandle: Sendable {
         self.node = node
     }
 
-    /// Counts one send or receive; at the end of a slice, lets other tasks run.
-    func spend() async {
-        if operations.wrappingAdd(1, ordering: .relaxed).newValue % Self.operationsPerSlice == 0 { await Task.yield() }
+    /// Counts one send or receive: true at the end of a slice, when the caller lets
+    /// other tasks run. (Synchronous, so the common case costs no async call.)
+    @inline(__always)
+    func sliceEnded() -> Bool {
+        operations.wrappingAdd(1, ordering: .relaxed).newValue & (Self.operationsPerSlice - 1) == 0
     }
 
     /// Waits for the next message.
@@ -51,7 +54,7 @@ public final class ProcessHandle: Sendable {
             try Task.checkCancellation()
             throw ProcessExited(pid: pid)
         }
-        await spend()
+        if sliceEnded() { await Task.yield() }
         return Message(payload: payload)
     }
 
@@ -72,7 +75,7 @@ public final class ProcessHandle: Sendable {
     /// Sends `term` from this process.
     public func send(_ term: Term, to destination: Destination) async throws {
         try await node.send(.term(term), to: destination, from: pid)
-        await spend()
+        if sliceEnded() { await Task.yield() }
     }
 
     /// Unregisters the process and closes its mailbox; Erlang processes monitoring or
