@@ -13,7 +13,7 @@ func freeRegistrarPort() async throws -> Int {
     try await Erl.freePort()
 }
 
-@Suite("Embedded registrar")
+@Suite("Embedded registrar", .timeLimit(.minutes(1)))
 struct RegistrarTests {
     @Test("the first node starts the registrar; when it exits, another node takes over and names resolve again")
     func takeover() async throws {
@@ -55,5 +55,16 @@ struct RegistrarTests {
         let again = try await startNode(try nodeConfig("twin@localhost", stacks: [("native", registrar.port)]))
         await again.shutdown()
         await registrar.shutdown()
+    }
+
+    @Test("a node whose registrar port is held by something that accepts and never answers does not start, and says so")
+    func silentRegistrarPort() async throws {
+        // Accepts connections and reads nothing: a hung registrar, or another program.
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        let error = try await #require(throws: RegistrarError.self) {
+            _ = try await startNode(try nodeConfig("hush@localhost", stacks: [("native", silent.localAddress!.port!)]))
+        }
+        #expect(error.description.contains("did not answer within 5000 ms; is something else listening on its port?"), "\(error)")
     }
 }

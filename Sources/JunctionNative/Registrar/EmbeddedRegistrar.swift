@@ -67,7 +67,8 @@ public final class EmbeddedRegistrar: Sendable {
             do {
                 channel = try await establish()
             } catch {
-                logger.error("could not re-register with the registrar: \(error)")
+                // Stopping while re-registering is no failure.
+                if !state.withLock({ $0.shuttingDown }) { logger.error("could not re-register with the registrar: \(error)") }
                 return
             }
         }
@@ -85,7 +86,14 @@ public final class EmbeddedRegistrar: Sendable {
                     try? await client.channel.close()
                     throw RegistrarError("registrar at \(settings.host):\(settings.port) refused '\(alive)': \(Self.text(of: reply))")
                 }
-                state.withLock { $0.connection = client.channel }
+                let stopping = state.withLock { state in
+                    if !state.shuttingDown { state.connection = client.channel }
+                    return state.shuttingDown
+                }
+                if stopping {
+                    try? await client.channel.close()
+                    throw CancellationError()
+                }
                 let server = isServer
                 logger.debug("registered '\(alive)' with the registrar at \(settings.host):\(settings.port)\(server ? " (this node runs it)" : "")")
                 eventSink.yield(.registered(server: server))
@@ -127,17 +135,22 @@ public final class EmbeddedRegistrar: Sendable {
     /// Unregisters (closes the registration connection) and stops the server if this
     /// node runs it, so another node takes over.
     public func shutdown() async {
-        let (connection, server, watcher) = state.withLock { state in
+        let (connection, watcher) = state.withLock { state in
             state.shuttingDown = true
-            defer {
-                state.connection = nil
-                state.server = nil
-            }
-            return (state.connection, state.server, state.watcher)
+            defer { state.connection = nil }
+            return (state.connection, state.watcher)
         }
-        try? await connection?.close()
-        await server?.shutdown()
+        // The watcher returns once its connection has closed, or stops re-registering
+        // (which registers nothing once shutting down): so it is done before the node's
+        // event loops are, and any server it started is stopped here.
         watcher?.cancel()
+        try? await connection?.close()
+        await watcher?.value
+        let server = state.withLock { state in
+            defer { state.server = nil }
+            return state.server
+        }
+        await server?.shutdown()
         eventSink.finish()
     }
 
@@ -168,16 +181,25 @@ struct RegistrarClient: Sendable {
         return RegistrarClient(channel: channel, handler: handler)
     }
 
-    func request(_ term: Term) async throws -> Term {
+    /// The registrar's answer to `term`. A registrar that does not answer within
+    /// `timeout` (something else on its port, or a hung process) fails the request, and
+    /// the connection is closed.
+    func request(_ term: Term, timeout: TimeAmount = .seconds(5)) async throws -> Term {
         let handler = self.handler
         let channel = self.channel
-        let reply = try await channel.eventLoop.flatSubmit {
+        return try await channel.eventLoop.flatSubmit {
             let promise = channel.eventLoop.makePromise(of: Term.self)
             handler.value.waiting.append(promise)
             channel.writeAndFlush(RegistrarMessage.frame(term), promise: nil)
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+                let address = channel.remoteAddress.map { "\($0)" } ?? "?"
+                handler.value.failWaiting(
+                    RegistrarError("the registrar at \(address) did not answer within \(timeout.nanoseconds / 1_000_000) ms; is something else listening on its port?"))
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { _ in deadline.cancel() }
             return promise.futureResult
         }.get()
-        return reply
     }
 }
 
@@ -199,8 +221,13 @@ final class RegistrarClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        for promise in waiting { promise.fail(RegistrarError("the registrar closed the connection")) }
-        waiting.removeAll()
+        failWaiting(RegistrarError("the registrar closed the connection"))
         context.fireChannelInactive()
+    }
+
+    func failWaiting(_ error: RegistrarError) {
+        let promises = waiting
+        waiting.removeAll()
+        for promise in promises { promise.fail(error) }
     }
 }
