@@ -254,14 +254,17 @@ public final class Node: Sendable {
         if let mapping = atomMappings?.mapping(for: peer) { (payload, destination) = try mapping.toPeer(payload, destination) }
         let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
-        let pending = PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize)
         // A connection that ends between the lookup and the write refuses the message
         // (OutboxClosed) before the table knows: look again, so it is retained (or goes
         // on the next connection) instead of failing.
         var dead: (any PeerConnection)?
         for attempt in 0..<4 {
             let routing: ConnectionTable.Routing
-            do { routing = try connections.route(peer, message: pending) } catch {
+            do {
+                // Built only when it must wait for a dial (an autoclosure).
+                routing = try connections.route(
+                    peer, message: PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize))
+            } catch {
                 metrics.dropped(1, reason: "pending_queue_full")
                 throw error
             }
