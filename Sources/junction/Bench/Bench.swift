@@ -150,6 +150,7 @@ struct BenchRun: AsyncParsableCommand {
         let report = BenchReport(
             machine: Self.machine(), runs: runs, scenarios: reports, zlibBaselineRate: Self.zlibBaseline(records, flushEach: true),
             zlibUnflushedRate: Self.zlibBaseline(records, flushEach: false), deflaterRate: Self.deflaterRate(records),
+            zlibInflateRate: Self.zlibInflateBaseline(records), inflaterRate: try Self.inflaterRate(records),
             junctionLatency: junctionLatency, erlangLatency: erlangLatency)
         if json {
             let encoder = JSONEncoder()
@@ -313,13 +314,56 @@ struct BenchRun: AsyncParsableCommand {
         let start = ContinuousClock.now
         for index in 0..<total {
             records[index % records.count].withUnsafeBytes { input in
-                output.withUnsafeMutableBytes { out in
-                    stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-                    stream.avail_in = uInt(input.count)
-                    stream.next_out = out.baseAddress?.assumingMemoryBound(to: Bytef.self)
-                    stream.avail_out = uInt(out.count)
-                    precondition(deflate(&stream, flushEach ? Z_SYNC_FLUSH : Z_NO_FLUSH) == Z_OK, "deflate into 64 KiB must complete")
+                let status = output.withUnsafeMutableBytes { out in
+                    Self.zlibCall(&stream, from: input, into: out) { deflate(&$0, flushEach ? Z_SYNC_FLUSH : Z_NO_FLUSH) }.status
                 }
+                precondition(status == Z_OK, "deflate into 64 KiB must complete")
+            }
+        }
+        return Double(total) / (ContinuousClock.now - start).seconds
+    }
+
+    /// Points `stream` at `input` and `output`, runs `call` (a deflate or an inflate) and
+    /// returns its status with the bytes it wrote.
+    static func zlibCall(
+        _ stream: inout z_stream, from input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer,
+        _ call: (inout z_stream) -> Int32
+    ) -> (status: Int32, produced: Int) {
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(input.count)
+        stream.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(output.count)
+        let status = call(&stream)
+        return (status, output.count - Int(stream.avail_out))
+    }
+
+    /// Plain zlib inflating on one core: the raw stream of level 1 with a sync flush per
+    /// record, a record per call, into a reused buffer (the limit for the receiving side).
+    static func zlibInflateBaseline(_ records: [[UInt8]]) -> Double {
+        var deflating = z_stream()
+        precondition(junction_deflateInit2(&deflating, 1, -15) == Z_OK, "deflateInit failed: out of memory")
+        defer { deflateEnd(&deflating) }
+        let total = 20_000
+        var output = [UInt8](repeating: 0, count: 1 << 16)
+        let frames: [[UInt8]] = (0..<total).map { index in
+            records[index % records.count].withUnsafeBytes { input in
+                output.withUnsafeMutableBytes { out in
+                    let (status, produced) = Self.zlibCall(&deflating, from: input, into: out) { deflate(&$0, Z_SYNC_FLUSH) }
+                    precondition(status == Z_OK, "deflate into 64 KiB must complete")
+                    return Array(out.prefix(produced))
+                }
+            }
+        }
+        var inflating = z_stream()
+        precondition(junction_inflateInit2(&inflating, -15) == Z_OK, "inflateInit failed: out of memory")
+        defer { inflateEnd(&inflating) }
+        let start = ContinuousClock.now
+        for frame in frames {
+            frame.withUnsafeBytes { input in
+                let status = output.withUnsafeMutableBytes { out in
+                    Self.zlibCall(&inflating, from: input, into: out) { inflate(&$0, Z_SYNC_FLUSH) }.status
+                }
+                precondition(status == Z_OK && inflating.avail_in == 0, "inflate of a whole flushed record must complete")
             }
         }
         return Double(total) / (ContinuousClock.now - start).seconds
@@ -332,6 +376,25 @@ struct BenchRun: AsyncParsableCommand {
         let start = ContinuousClock.now
         for index in 0..<total {
             records[index % records.count].withUnsafeBytes { deflater.compress($0) { _, _ in } }
+        }
+        return Double(total) / (ContinuousClock.now - start).seconds
+    }
+
+    /// Junction's `stream`-mode inflater on one core, inflating what the deflater made of
+    /// the same records (a frame each) into a new buffer per frame, as a link does.
+    static func inflaterRate(_ records: [[UInt8]]) throws -> Double {
+        let deflater = Deflater(settings: CompressionSettings(level: 1, threshold: 0, mode: .stream))
+        let allocator = ByteBufferAllocator()
+        let total = 20_000
+        let frames = (0..<total).map { index in
+            records[index % records.count].withUnsafeBytes { input in
+                deflater.compress(input) { compressed, flags in (allocator.buffer(bytes: compressed), flags) }
+            }
+        }
+        let inflater = Inflater(limit: 1 << 20)
+        let start = ContinuousClock.now
+        for (payload, flags) in frames {
+            _ = try inflater.inflate(payload, flags: flags, allocator: allocator)
         }
         return Double(total) / (ContinuousClock.now - start).seconds
     }
@@ -355,6 +418,8 @@ struct BenchRun: AsyncParsableCommand {
         print("\nPlain zlib, level 1, one raw stream with a sync flush per 2 KiB record, one core: \(Int(report.zlibBaselineRate)) records/s")
         print("Plain zlib, level 1, one raw stream never flushed (the bound for batching), one core: \(Int(report.zlibUnflushedRate)) records/s")
         print("Junction's stream-mode deflater alone (level 1 looking for 12-byte matches, a sync flush per record), one core: \(Int(report.deflaterRate)) records/s")
+        print("Plain zlib inflating that flushed stream, a record per call, one core: \(Int(report.zlibInflateRate)) records/s")
+        print("Junction's stream-mode inflater alone (what the deflater made of the same records, a frame each), one core: \(Int(report.inflaterRate)) records/s")
         print("\n| round trip (echo call) | calls | p50 us | p90 us | p99 us | max us |")
         print("| --- | --- | --- | --- | --- | --- |")
         for (name, latency) in [("Junction", report.junctionLatency), ("Erlang", report.erlangLatency)] {

@@ -90,6 +90,11 @@ struct BenchReport: Codable, Sendable {
     /// Junction's `stream`-mode deflater alone on one core (its level-1 tuning, the copy
     /// out), in records/s: what the compressed scenarios spend beyond it is the pipeline.
     var deflaterRate: Double
+    /// Plain zlib inflating the flushed stream on one core, in records/s.
+    var zlibInflateRate: Double
+    /// Junction's `stream`-mode inflater alone on one core, in records/s: the receiving
+    /// side's share of compression, which shares the two cores with the senders' deflate.
+    var inflaterRate: Double
     var junctionLatency: LatencyResult
     var erlangLatency: LatencyResult?
 }
