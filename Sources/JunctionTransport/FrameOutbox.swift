@@ -93,13 +93,19 @@ public final class FrameOutbox: Sendable {
     let peer: String
     let allocator: ByteBufferAllocator
     let state: Mutex<State>
-    /// This slot's compressor; nil when compression is off. Payloads are encoded and
-    /// deflated under its own lock (taken before `state`), and frames join `pending` in the
-    /// order the deflate stream saw them. In `stream` mode, messages that the coalescing
+    /// This slot's compressor; nil when compression is off. Payloads are deflated under
+    /// its own lock (taken before `state` and `handoff`), and encoded under it unless
+    /// handed over; frames join `pending` in the order the deflate stream saw them. In `stream` mode, messages that the coalescing
     /// window would hold wait in an open batch (deflated without a flush) until its
     /// deadline; the first message after it, or the event loop's timer when no sender
     /// holds this lock, finishes the batch into one frame, written at once.
     let compressor: Mutex<Compressor?>
+    /// Encoded frames that senders handed over because the compressor was held, in the
+    /// order they came. Whoever holds the compressor deflates them before its own frame,
+    /// and looks again after letting it go: pairs sharing a slot share its deflater, but
+    /// a sender waits for the lock only when the handoff is full (a wait takes one of the
+    /// cooperative pool's threads from every other sender; BENCHMARKS.md).
+    let handoff: Mutex<Handoff>
     let compresses: Bool
     /// True when compressed messages share batch frames (`stream` mode).
     let batches: Bool
@@ -109,6 +115,14 @@ public final class FrameOutbox: Sendable {
     /// Most bytes of frames one batch holds: the peer inflates a batch within its
     /// frame limit.
     let batchLimit: Int
+
+    struct Handoff: ~Copyable {
+        var frames = Deque<(frame: ByteBuffer, kind: UInt8, streamKey: UInt32)>()
+        var bytes = 0
+    }
+    /// Most bytes of frames waiting in the handoff; a sender that finds it full waits for
+    /// the compressor instead.
+    var handoffLimit: Int { batchLimit }
 
     struct Compressor {
         let deflater: Deflater
@@ -138,6 +152,7 @@ public final class FrameOutbox: Sendable {
         self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10), coalescing: WriteCoalescing(window: coalescing)))
         let payload = allocator.buffer(capacity: 4096)
         self.compressor = Mutex(compression.map { Compressor(deflater: Deflater(settings: $0), payload: payload) })
+        self.handoff = Mutex(Handoff())
         self.compresses = compression != nil
         self.batches = compression?.mode == .stream
         self.batchLimit = batchLimit
@@ -146,54 +161,140 @@ public final class FrameOutbox: Sendable {
     /// Payload bytes this slot compressed and the bytes they became; nil when it does not
     /// compress.
     public var compression: (input: Int, output: Int)? {
-        compressor.withLock { $0.map { ($0.deflater.bytesIn, $0.deflater.bytesOut) } }
+        defer { settle() }
+        return compressor.withLock { $0.map { ($0.deflater.bytesIn, $0.deflater.bytesOut) } }
     }
 
     /// Appends one frame whose payload `body` writes, compressing the payload when it is
     /// `compressible` and larger than the threshold. On a thrown error nothing is
-    /// appended. Returns true when the slot is backed up.
+    /// appended. With compression on, a frame may be handed to the sender holding the
+    /// compressor, which appends it before its own (dropped, like anything pending, if
+    /// the slot closes first). Returns true when the slot is backed up.
     @discardableResult
     public func enqueueFrame<E: Error>(
         kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(any Error) -> Bool {
-        guard compresses, compressible || batches else {
+        guard compresses else {
             return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
         }
         defer {
             if batches && finishRequested.load(ordering: .sequentiallyConsistent) {
-                compressor.withLock { compressor in
-                    if finishRequested.load(ordering: .sequentiallyConsistent) { _ = try? finishBatch(&compressor!) }
+                defer { settle() }
+                _ = try? compressor.withLock { (compressor) throws(any Error) in
+                    try deflateHandedFrames(&compressor!)
+                    if finishRequested.load(ordering: .sequentiallyConsistent) { try finishBatch(&compressor!) }
                 }
             }
         }
-        return try compressor.withLock { (compressor) throws(any Error) -> Bool in
-            guard compressible else {
-                // After the open batch, to keep the slot's order.
+        guard compressible else {
+            // After the frames handed over and the open batch, to keep the slot's order.
+            defer { settle() }
+            return try compressor.withLock { (compressor) throws(any Error) -> Bool in
+                try deflateHandedFrames(&compressor!)
                 try finishBatch(&compressor!)
                 return try append(kind: kind, streamKey: streamKey, flags: 0, body: body)
             }
-            // Encoded as a whole frame, so that a batch can carry it as it is.
-            compressor!.payload.clear()
-            compressor!.payload.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
-            try body(&compressor!.payload)
-            let frameSize = compressor!.payload.readableBytes
-            compressor!.payload.setInteger(UInt32(frameSize - 4), at: 0)
-            let deflater = compressor!.deflater
-            if batches && frameSize - Frame.prefixSize > deflater.settings.threshold && frameSize <= batchLimit {
-                if deflater.batchInput + frameSize > batchLimit { try finishBatch(&compressor!) }
-                if let backedUp = try addToBatch(&compressor!, kind: kind, streamKey: streamKey) { return backedUp }
-            }
-            try finishBatch(&compressor!)
-            return try compressor!.payload.withUnsafeReadableBytes { (frame) throws(any Error) -> Bool in
-                let payload = UnsafeRawBufferPointer(rebasing: frame.dropFirst(Frame.prefixSize))
-                guard payload.count > deflater.settings.threshold else {
-                    return try append(kind: kind, streamKey: streamKey, flags: 0) { $0.writeBytes(payload) }
-                }
-                return try deflater.compress(payload) { (compressed, flags) throws(any Error) -> Bool in
-                    try append(kind: kind, streamKey: streamKey, flags: flags) { $0.writeBytes(compressed) }
-                }
+        }
+        let held = try compressor.withLockIfAvailable { (compressor) throws(any Error) -> Bool in
+            try deflateHandedFrames(&compressor!)
+            try Self.encodeFrame(into: &compressor!.payload, kind: kind, streamKey: streamKey, body: body)
+            return try compressEncoded(&compressor!, kind: kind, streamKey: streamKey)
+        }
+        if let held {
+            settle()
+            return held
+        }
+        // The compressor is busy: hand the frame to its holder, or wait if enough wait.
+        var frame = allocator.buffer(capacity: 4096)
+        try Self.encodeFrame(into: &frame, kind: kind, streamKey: streamKey, body: body)
+        let handed = handoff.withLock { (handoff) -> ByteBuffer? in
+            guard handoff.bytes + frame.readableBytes <= handoffLimit else { return frame }
+            handoff.bytes += frame.readableBytes
+            handoff.frames.append((frame, kind, streamKey))
+            return nil
+        }
+        guard let frame = handed else {
+            settle()
+            return try state.withLock { (state) throws(any Error) -> Bool in
+                guard !state.closed else { throw OutboxClosed(peer: peer) }
+                return Self.isBackedUp(state, highWaterMark)
             }
         }
+        defer { settle() }
+        return try compressor.withLock { (compressor) throws(any Error) -> Bool in
+            try deflateHandedFrames(&compressor!)
+            compressor!.payload = frame
+            return try compressEncoded(&compressor!, kind: kind, streamKey: streamKey)
+        }
+    }
+
+    /// Writes a whole message frame (length prefix, kind, no flags, stream key, then what
+    /// `body` writes) into `buffer`, replacing what it held.
+    private static func encodeFrame<E: Error>(
+        into buffer: inout ByteBuffer, kind: UInt8, streamKey: UInt32, body: (inout ByteBuffer) throws(E) -> Void
+    ) throws(E) {
+        buffer.clear()
+        buffer.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
+        try body(&buffer)
+        buffer.setInteger(UInt32(buffer.readableBytes - 4), at: 0)
+    }
+
+    /// Compresses the encoded frame in `compressor.payload` (encoded as a whole frame, so
+    /// that a batch can carry it as it is) and appends it. Returns true when the slot is
+    /// backed up.
+    private func compressEncoded(_ compressor: inout Compressor, kind: UInt8, streamKey: UInt32) throws(any Error) -> Bool {
+        let frameSize = compressor.payload.readableBytes
+        let deflater = compressor.deflater
+        if batches && frameSize - Frame.prefixSize > deflater.settings.threshold && frameSize <= batchLimit {
+            if deflater.batchInput + frameSize > batchLimit { try finishBatch(&compressor) }
+            if let backedUp = try addToBatch(&compressor, kind: kind, streamKey: streamKey) { return backedUp }
+        }
+        try finishBatch(&compressor)
+        return try compressor.payload.withUnsafeReadableBytes { (frame) throws(any Error) -> Bool in
+            let payload = UnsafeRawBufferPointer(rebasing: frame.dropFirst(Frame.prefixSize))
+            guard payload.count > deflater.settings.threshold else {
+                return try append(kind: kind, streamKey: streamKey, flags: 0) { $0.writeBytes(payload) }
+            }
+            return try deflater.compress(payload) { (compressed, flags) throws(any Error) -> Bool in
+                try append(kind: kind, streamKey: streamKey, flags: flags) { $0.writeBytes(compressed) }
+            }
+        }
+    }
+
+    /// Compresses the frames handed over, in their order. If the slot is closed, they
+    /// are dropped with it.
+    private func deflateHandedFrames(_ compressor: inout Compressor) throws(any Error) {
+        while true {
+            let frames = handoff.withLock { (handoff) -> Deque<(frame: ByteBuffer, kind: UInt8, streamKey: UInt32)> in
+                defer { handoff = Handoff() }
+                return handoff.frames
+            }
+            guard !frames.isEmpty else { return }
+            for (frame, kind, streamKey) in frames {
+                compressor.payload = frame
+                _ = try compressEncoded(&compressor, kind: kind, streamKey: streamKey)
+            }
+        }
+    }
+
+    /// After letting the compressor go: frames handed over while it was held are
+    /// compressed now, unless another sender holds it (it looks after letting go). A
+    /// sender kept at this while others keep handing frames over leaves the rest to a
+    /// task of its own after a few rounds.
+    private func settle(rounds: Int = 4) {
+        for _ in 0..<rounds {
+            guard handoff.withLock({ !$0.frames.isEmpty }) else { return }
+            let held = compressor.withLockIfAvailable { (compressor) -> Bool in
+                do {
+                    try deflateHandedFrames(&compressor!)
+                } catch {
+                    handoff.withLock { $0 = Handoff() }
+                }
+                return true
+            }
+            guard held != nil else { return }
+        }
+        if handoff.withLock({ !$0.frames.isEmpty }) { Task { self.settle() } }
     }
 
     /// Deflates the encoded frame in `compressor.payload` into the open batch, or opens one
@@ -266,6 +367,8 @@ public final class FrameOutbox: Sendable {
         if case .at(let due) = step, let channel = state.withLock({ $0.channel }) {
             channel.eventLoop.scheduleTask(deadline: due) { self.batchDeadlinePassed() }
         }
+        // Frames handed over while this held the compressor: compressed off the event loop.
+        if handoff.withLock({ !$0.frames.isEmpty }) { Task { self.settle() } }
     }
 
     /// Appends the open batch, if any, as one frame. Returns true when the slot is
@@ -436,7 +539,12 @@ public final class FrameOutbox: Sendable {
     /// completes once they are written (nil when there was nothing to write).
     @discardableResult
     public func close(flushPending: Bool) -> EventLoopFuture<Void>? {
-        if flushPending && batches { compressor.withLock { _ = try? finishBatch(&$0!) } }
+        if flushPending && compresses {
+            _ = try? compressor.withLock { (compressor) throws(any Error) in
+                try deflateHandedFrames(&compressor!)
+                try finishBatch(&compressor!)
+            }
+        }
         let (waiters, channel, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], (any Channel)?, ByteBuffer?) in
             let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
             state.bytesWritten += batch?.readableBytes ?? 0
@@ -446,6 +554,7 @@ public final class FrameOutbox: Sendable {
             defer { state.waiters = [] }
             return (state.waiters, state.channel, batch)
         }
+        handoff.withLock { $0 = Handoff() }
         for waiter in waiters { waiter.resume(throwing: OutboxClosed(peer: peer)) }
         guard let channel, let batch else { return nil }
         return channel.writeAndFlush(batch)

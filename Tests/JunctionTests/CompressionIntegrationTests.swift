@@ -40,6 +40,46 @@ struct CompressionIntegrationTests {
         await registrar.shutdown()
     }
 
+    @Test("senders sharing one slot's deflater, each to its own receiver, get every message through once and in order", arguments: ["stream", "message"])
+    func sharedDeflater(mode: String) async throws {
+        let registrar = try await startRegistrar()
+        let extra = "compression: {level: 1, threshold: 1024, mode: \(mode)}"
+        // One link: every pair uses the same slot, so senders find its deflater busy
+        // and hand their frames over.
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)], stackExtra: extra, poolSize: 1))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)], stackExtra: extra, poolSize: 1))
+        let pairs = 4
+        let perPair = 1500
+        let records = jsonRecords(64, size: 2048)
+        let sinks = try (0..<pairs).map { try b.spawn(name: "sink\($0)") }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for pair in 0..<pairs {
+                let sender = try a.spawn()
+                group.addTask {
+                    for index in 0..<perPair {
+                        let message = Term.tuple([.int(index), records[(pair + index) % records.count]])
+                        try await sender.send(message, to: .name("sink\(pair)", on: "b@localhost"))
+                    }
+                    try await sender.send(.atom("done"), to: .name("sink\(pair)", on: "b@localhost"))
+                }
+            }
+            for (pair, sink) in sinks.enumerated() {
+                group.addTask {
+                    for index in 0..<perPair {
+                        let received = try await sink.receive(timeout: .seconds(20)).term()
+                        #expect(received == .tuple([.int(index), records[(pair + index) % records.count]]), "pair \(pair), message \(index)")
+                    }
+                    // Nothing twice: the pair's last message comes right after.
+                    #expect(try await sink.receive(timeout: .seconds(20)).term() == .atom("done"))
+                }
+            }
+            try await group.waitForAll()
+        }
+        await a.shutdown()
+        await b.shutdown()
+        await registrar.shutdown()
+    }
+
     @Test("when one side turns compression off, neither side compresses and messages still flow")
     func mismatch() async throws {
         let registrar = try await startRegistrar()
