@@ -46,8 +46,12 @@ struct ConnectionLimitTests {
         // Hard limit: 10 live connections plus 2 sockets still handshaking make 12.
         let address = try #require(hub.listening["native"]?.first)
         let pending = [try await RawPeer.open(to: address), try await RawPeer.open(to: address)]
-        // The hub accepts on its own event loops: wait until it has counted both.
-        while hub.connectionLoad < 12 { await Task.yield() }
+        // The hub accepts on its own event loops: once it has answered their hellos, it
+        // has counted both.
+        for (index, peer) in pending.enumerated() {
+            try await peer.helloAnswered(as: try NodeName("pending\(index)@localhost"), target: "hub@localhost", cookie: "test-cookie")
+        }
+        #expect(hub.connectionLoad == 12)
         var refusedQuietly = 0
         for _ in 0..<3 {
             let refused = try await RawPeer.open(to: address)

@@ -39,10 +39,7 @@ final class RawPeer: Sendable {
     }
 
     func handshake(as name: NodeName, target: NodeName, cookie: String, flags: NativeFlags) async throws {
-        var machine = NativeHandshake(
-            role: .dialler(dialled: target), local: HandshakeIdentity(name: name, cookie: Secret(cookie), flags: flags, maxMessageSize: 1 << 20),
-            stepTimeout: .seconds(5))
-        if case .send(let hello) = machine.start(now: .now()) { try await channel.writeAndFlush(hello) }
+        var machine = try await sendHello(as: name, target: target, cookie: cookie, flags: flags)
         var parser = FrameParser(maxFrameSize: NativeHandshake.maxFrameSize)
         for await bytes in received {
             var outcome: NativeHandshake.Action?
@@ -60,6 +57,24 @@ final class RawPeer: Sendable {
             }
         }
         throw NativeProtocolError("the node closed the link during the handshake")
+    }
+
+    /// Starts a handshake as `name` dialling `target` and returns once the node has
+    /// answered the hello, leaving the handshake unfinished: the node has accepted this
+    /// socket and counts it as handshaking.
+    func helloAnswered(as name: NodeName, target: NodeName, cookie: String) async throws {
+        _ = try await sendHello(as: name, target: target, cookie: cookie, flags: [])
+        for await bytes in received where bytes.readableBytes > 0 { return }
+        throw NativeProtocolError("the node closed the link before answering the hello")
+    }
+
+    /// A dialler's handshake state machine, its hello written.
+    private func sendHello(as name: NodeName, target: NodeName, cookie: String, flags: NativeFlags) async throws -> NativeHandshake {
+        var machine = NativeHandshake(
+            role: .dialler(dialled: target), local: HandshakeIdentity(name: name, cookie: Secret(cookie), flags: flags, maxMessageSize: 1 << 20),
+            stepTimeout: .seconds(5))
+        if case .send(let hello) = machine.start(now: .now()) { try await channel.writeAndFlush(hello) }
+        return machine
     }
 
     /// Writes raw bytes to the node.
