@@ -82,6 +82,20 @@ public final class Node: Sendable {
         config: JunctionConfig, name: NodeName? = nil, hidden: Bool = false, environment: [String: String],
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: any MetricsFactory = MetricsSystem.factory, logger: Logger
     ) async throws -> Node {
+        try await start(config: config, name: name, hidden: hidden, environment: environment, group: group, metrics: metrics, logger: logger) { _ in }.node
+    }
+
+    /// Starts a node as above, with the processes `services` spawns (returned with it).
+    /// `services` runs once the stacks are bound and registered (so pids carry the
+    /// creation epmd gave), before they accept: peers that connect meanwhile wait in the
+    /// backlog. A message to a service or a configured bridge is never dropped because a
+    /// peer reached the node first (one that redials a lost connection sends what it
+    /// retained at once).
+    public static func start<Services>(
+        config: JunctionConfig, name: NodeName? = nil, hidden: Bool = false, environment: [String: String],
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: any MetricsFactory = MetricsSystem.factory, logger: Logger,
+        services: (Node) async throws -> Services
+    ) async throws -> (node: Node, services: Services) {
         let cookie = try config.node.cookie.read(environment: environment, createIfMissing: true)
         let node = Node(
             config: config, name: name ?? config.node.name, cookie: cookie, routes: try config.routeTable(environment: environment),
@@ -89,11 +103,13 @@ public final class Node: Sendable {
         do {
             try await node.startStacks()
             for bridge in config.bridges { try node.bridge(bridge.name, to: bridge.process, on: bridge.node) }
+            let spawned = try await services(node)
+            node.openStacks()
+            return (node, spawned)
         } catch {
             await node.shutdown()
             throw error
         }
-        return node
     }
 
     func startStacks() async throws {
@@ -122,6 +138,13 @@ public final class Node: Sendable {
             logger.info(
                 "stack \(settings.name) (\(settings.kind.rawValue)) listens on \(listeningOn); registered as '\(name.alive)' with \(registrar.summary(for: nil))")
         }
+    }
+
+    /// Every stack starts accepting.
+    func openStacks() {
+        let (stacks, erlangStacks) = runtime.withLock { ($0.stacks.values, $0.erlangStacks.values) }
+        for stack in stacks { stack.openAcceptors() }
+        for stack in erlangStacks { stack.openAcceptor() }
     }
 
     /// The stack's registrar: the embedded one of this host, or an etcd cluster whose

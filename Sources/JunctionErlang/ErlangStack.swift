@@ -83,7 +83,8 @@ public final class ErlangStack: Sendable {
     var epmd: EpmdClient { EpmdClient(host: erlang.epmdHost, port: erlang.epmdPort, group: group, timeout: settings.handshakeTimeout.timeAmount) }
 
     /// Binds the acceptor and registers with epmd (starting the embedded one when nothing
-    /// listens on the epmd port). Returns the bound address.
+    /// listens on the epmd port), which fixes `creation`. Returns the bound address. It
+    /// accepts once `openAcceptor()` is called.
     public func start() async throws -> SocketAddress {
         let settings = settings.acceptors.first ?? AcceptorSettings()
         let events = Acceptor.Events(
@@ -102,6 +103,12 @@ public final class ErlangStack: Sendable {
         }
         try await register()
         return address
+    }
+
+    /// Starts accepting: Erlang nodes that connected since `start()` wait in the backlog
+    /// until then.
+    public func openAcceptor() {
+        runtime.withLock { $0.acceptor }?.open()
     }
 
     /// Registers this node's name and port, as a client of the host's epmd or, when

@@ -42,7 +42,7 @@ public final class NativeStack: Sendable {
     }
 
     /// Binds every acceptor (each kept listening: see `Acceptor`); returns the bound
-    /// addresses (real ports for port 0).
+    /// addresses (real ports for port 0). They accept once `openAcceptors()` is called.
     public func startAcceptors() async throws -> [SocketAddress] {
         var bound: [SocketAddress] = []
         let events = Acceptor.Events(
@@ -65,6 +65,12 @@ public final class NativeStack: Sendable {
             bound.append(try await acceptor.start())
         }
         return bound
+    }
+
+    /// Starts accepting on every acceptor: peers that connected since they were bound
+    /// wait in the backlog until then.
+    public func openAcceptors() {
+        for acceptor in acceptors.withLock({ $0 }) { acceptor.open() }
     }
 
     /// Dials `route`, runs the handshake as `peer`'s dialler offering `flags` and

@@ -7,6 +7,11 @@ import Synchronization
 /// `accepts`, before any byte is read (false closes it at once: a blocked address, a full
 /// node), then handed to `setUp` to get its handler.
 ///
+/// `start()` binds the socket but accepts nothing until `open()`: peers that connect in
+/// between wait in the kernel's backlog. A node opens its acceptors once the processes
+/// peers address exist, so a peer's first messages (sent the moment it connects when
+/// it redials with messages retained) never arrive before their receivers.
+///
 /// When the listening socket closes without `stop()` (the network layer failed under
 /// the stack), `failed` is told why and the socket is bound again on the same address and
 /// port, with backoff, until that works; `restored` is told then. Established
@@ -25,6 +30,8 @@ public final class Acceptor: Sendable {
     struct State {
         var channel: (any Channel)?
         var stopped = false
+        /// Set by `open()`: the socket accepts (also once bound again after a failure).
+        var open = false
     }
 
     let group: any EventLoopGroup
@@ -55,10 +62,21 @@ public final class Acceptor: Sendable {
     /// The listening socket while there is one.
     public var channel: (any Channel)? { state.withLock { $0.channel } }
 
-    /// Binds the socket; returns the bound address (the real port for port 0).
+    /// Binds the socket; returns the bound address (the real port for port 0). Nothing is
+    /// accepted until `open()`.
     public func start() async throws -> SocketAddress {
         let channel = try await bind(port: port)
         return channel.localAddress!
+    }
+
+    /// Starts accepting the connections waiting in the backlog and every later one.
+    public func open() {
+        let channel = state.withLock { state -> (any Channel)? in
+            state.open = true
+            return state.channel
+        }
+        // A socket closing meanwhile is bound again open.
+        _ = channel?.setOption(.autoRead, value: true)
     }
 
     /// Closes the socket for good.
@@ -74,6 +92,8 @@ public final class Acceptor: Sendable {
         let accepts = self.accepts
         let setUp = self.setUp
         let channel = try await ServerBootstrap(group: group)
+            // Accepts once open (the socket is accepted from only while it reads).
+            .serverChannelOption(.autoRead, value: false)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -88,14 +108,15 @@ public final class Acceptor: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        let stopped = state.withLock { state -> Bool in
+        let (stopped, open) = state.withLock { state -> (Bool, Bool) in
             if !state.stopped { state.channel = channel }
-            return state.stopped
+            return (state.stopped, state.open)
         }
         if stopped {
             try? await channel.close()
             throw ChannelError.ioOnClosedChannel
         }
+        if open { try await channel.setOption(.autoRead, value: true).get() }
         let address = channel.localAddress!
         channel.closeFuture.whenComplete { _ in self.closed(channel, address: address) }
         return channel

@@ -77,9 +77,11 @@ struct Run: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         // With an admin endpoint, metrics go to a registry that its /metrics exports.
         let registry = config.admin.map { _ in PrometheusCollectorRegistry() }
-        let node = try await Node.start(
+        // 'echo' exists before the node listens: a peer's first messages reach it.
+        let (node, echo) = try await Node.start(
             config: config, name: nodeName, environment: environment, group: group,
-            metrics: registry.map { PrometheusMetricsFactory(registry: $0) } ?? MetricsSystem.factory, logger: logger)
+            metrics: registry.map { PrometheusMetricsFactory(registry: $0) } ?? MetricsSystem.factory, logger: logger
+        ) { try $0.spawn(name: "echo") }
         var admin: AdminServer?
         if let settings = config.admin {
             do {
@@ -90,7 +92,6 @@ struct Run: AsyncParsableCommand {
                 throw ValidationError("cannot start the admin endpoint on \(settings.host):\(settings.port): \(error)")
             }
         }
-        let echo = try node.spawn(name: "echo")
         logger.info("node \(node.name) is up; process 'echo' answers {From, Msg} with {echo, Msg} and gen_server calls with {echo, Request}")
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask(executorPreference: node.executor) { try await EchoService.run(echo) }

@@ -128,4 +128,46 @@ struct LifecycleTests {
             #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .int(i)]))
         }
     }
+
+    /// A peer redialling a lost connection sends what it retained the moment it is
+    /// accepted (`junction run` lost those messages when it spawned 'echo' after its
+    /// stacks accepted). The one wait here is bounded: it shows that something does not
+    /// happen (no handshake completes) while the services are being set up.
+    @Test("a peer that connects while a node sets up its services is accepted after them, and its first message is answered")
+    func servicesBeforeAccepting() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let friend = try await startNode(try nodeConfig("nf@localhost", stacks: [("native", registrar.port)]))
+        defer { Task { await friend.shutdown() } }
+        let me = try friend.spawn()
+        let status = friend.networkStatus()
+        let (node, (sending, acceptedEarly, echo)) = try await Node.start(
+            config: try nodeConfig("ns@localhost", stacks: [("native", registrar.port)]), environment: ["TEST_COOKIE": "test-cookie"], logger: quietLogger
+        ) { node in
+            // Registered and bound: the friend's dial connects, and its handshake waits.
+            let sending = Task { try await me.send(.tuple([.pid(me.pid), .atom("first")]), to: .name("echo", on: "ns@localhost")) }
+            let accepted = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    var updates = status.makeAsyncIterator()
+                    while let update = await updates.next() {
+                        if case .event(.connectionEstablished) = update { return true }
+                    }
+                    return false
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(1))
+                    return false
+                }
+                defer { group.cancelAll() }
+                return await group.next() ?? false
+            }
+            return (sending, accepted, try node.spawn(name: "echo"))
+        }
+        defer { Task { await node.shutdown() } }
+        let service = Task { try await EchoService.run(echo) }
+        defer { service.cancel() }
+        #expect(!acceptedEarly, "a peer was accepted before the node's services existed")
+        try await sending.value
+        #expect(try await me.receive(timeout: .seconds(10)).term() == .tuple([.atom("echo"), .atom("first")]))
+    }
 }

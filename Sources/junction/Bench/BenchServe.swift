@@ -26,10 +26,9 @@ struct BenchServe: AsyncParsableCommand {
         var logger = options.logger("junction-bench-serve")
         if options.logLevel == .info { logger.logLevel = .warning }
         let group = BusyPoll.eventLoopGroup(threads: config.node.eventLoopThreads, window: config.node.busyPoll.timeAmount)
-        let node = try await Node.start(
-            config: config, name: try parseNodeName(name), environment: ProcessInfo.processInfo.environment, group: group, logger: logger)
-        let echo = try node.spawn(name: "echo")
-        let sinkProcesses = try (1...sinks).map { try node.spawn(name: "sink\($0)") }
+        let (node, (echo, sinkProcesses)) = try await Node.start(
+            config: config, name: try parseNodeName(name), environment: ProcessInfo.processInfo.environment, group: group, logger: logger
+        ) { node in (try node.spawn(name: "echo"), try (1...sinks).map { try node.spawn(name: "sink\($0)") }) }
         FileHandle.standardOutput.write(Data("ready\n".utf8))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask(executorPreference: node.executor) { try await EchoService.run(echo) }
