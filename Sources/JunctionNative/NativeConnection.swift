@@ -132,7 +132,7 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     public var isBackedUp: Bool { slots.contains { $0.outbox.isBackedUp } }
 
     /// Bytes this side has written on all links, retransmissions included.
-    public var bytesSent: Int { slots.reduce(0) { $0 + $1.outbox.stats.bytes } }
+    public var bytesSent: Int { slots.reduce(0) { $0 + $1.outbox.bytesWritten } }
 
     /// What the connection looks like now: its pool and each link's traffic.
     public var info: ConnectionInfo {

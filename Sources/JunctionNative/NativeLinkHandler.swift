@@ -343,7 +343,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
         let timeout = stack.settings.silenceTimeout.timeAmount
         let interval = TimeAmount.nanoseconds(timeout.nanoseconds / 4)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        writtenAtLastLook = slot.outbox.stats.bytes
+        writtenAtLastLook = slot.outbox.bytesWritten
         lastRead = .now()
         heartbeats = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
             let (handler, context) = loopBound.value
@@ -359,7 +359,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 context.close(promise: nil)
                 return
             }
-            let written = slot.outbox.stats.bytes
+            let written = slot.outbox.bytesWritten
             defer { handler.writtenAtLastLook = written }
             guard written == handler.writtenAtLastLook else { return }
             var buffer = context.channel.allocator.buffer(capacity: Frame.prefixSize + 8)

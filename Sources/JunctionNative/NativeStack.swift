@@ -213,14 +213,16 @@ public final class NativeStack: Sendable {
         return false
     }
 
-    /// Ends a connection whose link could not be restored. Frames the peer did not
+    /// Ends a connection whose link could not be restored. Messages the peer did not
     /// acknowledge are not sent again on a later connection (the peer may have them: a
     /// message is never delivered twice); the error says how many there were.
     func end(_ connection: NativeConnection, error: any Error) {
-        connection.lifecycle.withLock { $0.closing = true }
-        let unacknowledged = connection.slots.reduce(0) { $0 + $1.outbox.stats.unacknowledged }
-        let error = unacknowledged == 0 ? error : NativeProtocolError("\(error); \(unacknowledged) frames queued or sent on it were not acknowledged by the peer and may not have arrived")
+        // Closed first: what the slots then count is exactly what the close dropped.
         connection.abort()
+        let unacknowledged = connection.slots.reduce(0) { $0 + $1.outbox.stats.unacknowledgedMessages }
+        let error =
+            unacknowledged == 0
+            ? error : NativeProtocolError("\(error); \(unacknowledged) messages queued or sent on it were not acknowledged by the peer and may not have arrived")
         forget(connection)
         if connection.markEnded() { delegate?.closed(connection, error: error) }
     }

@@ -53,6 +53,12 @@ public final class FrameOutbox: Sendable {
         var nextFrame: UInt64 = 0
         var unacknowledged = Deque<SentBatch>()
         var unacknowledgedBytes = 0
+        /// Batch frames among the pending and unacknowledged ones: their numbers and the
+        /// messages each carries beyond one, so a loss can say how many messages it took.
+        var batchFrames = Deque<(frame: UInt64, extraMessages: Int)>()
+        var batchExtraMessages = 0
+        /// What `close` left unacknowledged, in messages.
+        var messagesLeftAtClose = 0
         var flushScheduled = false
         /// True while the compressor holds an open batch (`stream` mode), which is to be
         /// finished by `batchDeadline`.
@@ -80,14 +86,32 @@ public final class FrameOutbox: Sendable {
         public var attached: Bool
         /// Frames queued or written that the peer has not acknowledged yet.
         public var unacknowledged: Int
+        /// The messages that closing the slot now could lose: those in unacknowledged
+        /// frames (a batch frame carries several), in a batch still open, and in frames
+        /// handed to the compressor's holder.
+        public var unacknowledgedMessages: Int
     }
 
     public var stats: Stats {
-        state.withLock {
+        // The compressor's lock comes before the state's; the two counts are read apart.
+        // Frames handed over while this held the compressor are compressed after.
+        defer { settle() }
+        let unframed = (compressor.withLock { $0?.batch?.messages } ?? 0) + handoff.withLock { $0.frames.count }
+        return state.withLock {
             Stats(
                 frames: Int($0.nextFrame), bytes: $0.bytesWritten, retransmitted: $0.retransmittedFrames, attached: $0.channel != nil,
-                unacknowledged: $0.unacknowledged.reduce($0.pendingFrames) { $0 + $1.frames })
+                unacknowledged: $0.unacknowledged.reduce($0.pendingFrames) { $0 + $1.frames },
+                unacknowledgedMessages: $0.closed ? $0.messagesLeftAtClose : Self.framedMessages($0) + unframed)
         }
+    }
+
+    /// `stats.bytes` alone, without the compressor's lock (the event loop reads it and
+    /// never waits for zlib).
+    public var bytesWritten: Int { state.withLock { $0.bytesWritten } }
+
+    /// Messages in the frames pending or written and not acknowledged.
+    static func framedMessages(_ state: borrowing State) -> Int {
+        state.unacknowledged.reduce(state.pendingFrames) { $0 + $1.frames } + state.batchExtraMessages
     }
 
     let peer: String
@@ -168,8 +192,9 @@ public final class FrameOutbox: Sendable {
     /// Appends one frame whose payload `body` writes, compressing the payload when it is
     /// `compressible` and larger than the threshold. On a thrown error nothing is
     /// appended. With compression on, a frame may be handed to the sender holding the
-    /// compressor, which appends it before its own (dropped, like anything pending, if
-    /// the slot closes first). Returns true when the slot is backed up.
+    /// compressor, which appends it before its own (if the slot closes first, it is
+    /// dropped and counted in `stats.unacknowledgedMessages`, like anything pending).
+    /// Returns true when the slot is backed up.
     @discardableResult
     public func enqueueFrame<E: Error>(
         kind: UInt8, streamKey: UInt32, compressible: Bool, body: (inout ByteBuffer) throws(E) -> Void
@@ -401,6 +426,10 @@ public final class FrameOutbox: Sendable {
             state.pending.setInteger(UInt32(state.pending.writerIndex - start - 4), at: start)
             state.pendingFrames += 1
             state.pendingMessages += messages
+            if messages > 1 {
+                state.batchFrames.append((state.nextFrame, messages - 1))
+                state.batchExtraMessages += messages - 1
+            }
             state.nextFrame += 1
             if finishesBatch {
                 // The batch waited out the window: it is written at once, and the next
@@ -481,6 +510,10 @@ public final class FrameOutbox: Sendable {
                     break
                 }
             }
+            while let batch = state.batchFrames.first, batch.frame < received {
+                state.batchExtraMessages -= batch.extraMessages
+                state.batchFrames.removeFirst()
+            }
             return Self.takeWaitersIfFree(&state, highWaterMark)
         }
         for waiter in waiters { waiter.resume() }
@@ -536,25 +569,34 @@ public final class FrameOutbox: Sendable {
 
     /// Refuses further frames and fails waiting senders. Pending frames are dropped
     /// unless `flushPending`, in which case they are written first; the result then
-    /// completes once they are written (nil when there was nothing to write).
+    /// completes once they are written (nil when there was nothing to write). From then
+    /// on, `stats.unacknowledgedMessages` is what the slot held that the peer had not
+    /// acknowledged when it closed.
     @discardableResult
     public func close(flushPending: Bool) -> EventLoopFuture<Void>? {
-        if flushPending && compresses {
-            _ = try? compressor.withLock { (compressor) throws(any Error) in
-                try deflateHandedFrames(&compressor!)
-                try finishBatch(&compressor!)
+        // Under the compressor's lock, so that no batch or handed frame moves while the
+        // slot closes and counts what it leaves.
+        let (waiters, channel, batch) = compressor.withLock { compressor in
+            if flushPending && compressor != nil {
+                _ = try? deflateHandedFrames(&compressor!)
+                _ = try? finishBatch(&compressor!)
+            }
+            let handed = handoff.withLock { handoff in
+                defer { handoff = Handoff() }
+                return handoff.frames.count
+            }
+            let unframed = (compressor?.batch?.messages ?? 0) + handed
+            return state.withLock { state -> ([CheckedContinuation<Void, any Error>], (any Channel)?, ByteBuffer?) in
+                let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
+                if !state.closed { state.messagesLeftAtClose = Self.framedMessages(state) + unframed }
+                state.bytesWritten += batch?.readableBytes ?? 0
+                state.closed = true
+                state.pending.clear()
+                state.unacknowledged.removeAll()
+                defer { state.waiters = [] }
+                return (state.waiters, state.channel, batch)
             }
         }
-        let (waiters, channel, batch) = state.withLock { state -> ([CheckedContinuation<Void, any Error>], (any Channel)?, ByteBuffer?) in
-            let batch = flushPending && !state.closed && state.pending.readableBytes > 0 ? state.pending : nil
-            state.bytesWritten += batch?.readableBytes ?? 0
-            state.closed = true
-            state.pending.clear()
-            state.unacknowledged.removeAll()
-            defer { state.waiters = [] }
-            return (state.waiters, state.channel, batch)
-        }
-        handoff.withLock { $0 = Handoff() }
         for waiter in waiters { waiter.resume(throwing: OutboxClosed(peer: peer)) }
         guard let channel, let batch else { return nil }
         return channel.writeAndFlush(batch)

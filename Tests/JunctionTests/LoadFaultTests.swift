@@ -73,7 +73,7 @@ struct LoadFaultTests {
         #expect(restarted > killed && texts[lost...].contains { $0.hasPrefix("connectionEstablished lf_k1@localhost") }, "reconnected after the restart: \(texts)")
         // Only frames the killed peer had taken in but not acknowledged can be lost; what
         // was sent while it was down was retained and answered after the restart.
-        let unacknowledged = texts[lost].firstMatch(of: /(\d+) frames queued or sent on it were not acknowledged/).map { Int($0.1)! } ?? 0
+        let unacknowledged = texts[lost].firstMatch(of: /(\d+) messages queued or sent on it were not acknowledged/).map { Int($0.1)! } ?? 0
         #expect(route.errors == 0 && route.sent == 1600, "\(route)")
         #expect(route.lost <= unacknowledged, "lost \(route.lost), unacknowledged at the loss \(unacknowledged): \(texts[lost])")
         #expect(route.received + route.lost == route.sent)

@@ -116,6 +116,30 @@ struct CompressionTests {
         #expect(try messages(in: frames, inflater: inflater) == payloads)
     }
 
+    @Test("a slot counts unacknowledged messages, not frames: a batch frame counts each message it carries, a batch still open counts, and a close keeps the count of what it dropped")
+    func unacknowledgedMessages() throws {
+        let harness = OutboxHarness(CompressionSettings(level: 1, threshold: 1024, mode: .stream))
+        let (outbox, loop) = (harness.outbox, harness.channel.embeddedEventLoop)
+        let payloads = records(6, size: 2048)
+        func enqueue(_ range: Range<Int>) throws {
+            for payload in payloads[range] { try outbox.enqueueFrame(kind: 16, streamKey: 1, compressible: true) { $0.writeBytes(payload) } }
+        }
+        try enqueue(0..<1)
+        loop.run()
+        // Frame 0 went alone; the next three wait out the window in an open batch.
+        try enqueue(1..<4)
+        #expect(outbox.stats.unacknowledged == 1 && outbox.stats.unacknowledgedMessages == 4)
+        loop.advanceTime(by: .microseconds(50))
+        #expect(outbox.stats.unacknowledged == 2 && outbox.stats.unacknowledgedMessages == 4, "frame 1 is a batch of three")
+        outbox.acknowledge(received: 1)
+        #expect(outbox.stats.unacknowledgedMessages == 3)
+        outbox.acknowledge(received: 2)
+        #expect(outbox.stats.unacknowledgedMessages == 0)
+        try enqueue(4..<6)
+        outbox.close(flushPending: false)
+        #expect(outbox.stats.unacknowledgedMessages == 2, "the close dropped the two in the open batch")
+    }
+
     @Test("stream mode shares the window between similar messages: fewer wire bytes than message mode")
     func streamBeatsMessage() throws {
         let data = records(200, size: 2048)
