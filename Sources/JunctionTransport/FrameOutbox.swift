@@ -510,13 +510,19 @@ public final class FrameOutbox: Sendable {
                     break
                 }
             }
-            while let batch = state.batchFrames.first, batch.frame < received {
-                state.batchExtraMessages -= batch.extraMessages
-                state.batchFrames.removeFirst()
-            }
+            Self.forgetBatchFrames(below: received, &state)
             return Self.takeWaitersIfFree(&state, highWaterMark)
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// The peer has the frames numbered below `received`: their messages are no longer
+    /// counted.
+    static func forgetBatchFrames(below received: UInt64, _ state: inout State) {
+        while let batch = state.batchFrames.first, batch.frame < received {
+            state.batchExtraMessages -= batch.extraMessages
+            state.batchFrames.removeFirst()
+        }
     }
 
     static func takeWaitersIfFree(_ state: inout State, _ highWaterMark: Int) -> [CheckedContinuation<Void, any Error>] {
@@ -549,6 +555,7 @@ public final class FrameOutbox: Sendable {
             }
             state.unacknowledged = kept
             state.unacknowledgedBytes = kept.reduce(0) { $0 + $1.bytes.readableBytes }
+            Self.forgetBatchFrames(below: peerReceived, &state)
             return (resend, Self.takeWaitersIfFree(&state, highWaterMark))
         }
         for batch in batches { channel.write(batch, promise: nil) }
