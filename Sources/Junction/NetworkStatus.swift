@@ -23,6 +23,13 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
     case connectionLost(PeerInfo, reason: String)
     case connectionDropped(PeerInfo, droppedMessages: Int)
     case connectionClosed(PeerInfo)
+    /// Senders to this peer have waited for `limits.stalledAfter` and the connection let
+    /// none of them go: it takes nothing more (its peer does not read, or its links are
+    /// down). `waitingSenders` is how many wait now.
+    case connectionStalled(PeerInfo, waitingSenders: Int)
+    /// A stalled connection took more again and let its senders go, `stalledFor` after it
+    /// stopped.
+    case connectionResumed(PeerInfo, stalledFor: Duration)
     case softConnectionLimitReached(limit: Int)
     case hardConnectionLimitReached(limit: Int)
     /// A stack's network layer (an acceptor) failed and is being restarted; established
@@ -54,6 +61,9 @@ public enum NetworkEvent: Sendable, Hashable, CustomStringConvertible {
         case .connectionLost(let peer, let reason): return "connectionLost \(peer): \(reason)"
         case .connectionDropped(let peer, let count): return "connectionDropped \(peer), \(count) queued messages dropped"
         case .connectionClosed(let peer): return "connectionClosed \(peer)"
+        case .connectionStalled(let peer, let waiting): return "connectionStalled \(peer), \(waiting) \(waiting == 1 ? "sender" : "senders") waiting"
+        case .connectionResumed(let peer, let stalledFor):
+            return "connectionResumed \(peer) after \(Int((stalledFor.seconds * 1000).rounded())) ms stalled"
         case .softConnectionLimitReached(let limit): return "softConnectionLimitReached (\(limit) connections)"
         case .hardConnectionLimitReached(let limit): return "hardConnectionLimitReached (\(limit) connections)"
         case .criticalNetworkFailure(let stack, let reason): return "criticalNetworkFailure on stack \(stack): \(reason)"

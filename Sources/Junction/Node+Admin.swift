@@ -10,7 +10,8 @@ public struct ConnectionStatus: Sendable, Hashable, Codable {
     public var stack: String
     /// `native` or `erlang`; empty while dialling (the route decides).
     public var kind: String
-    /// `up`, `connecting` (first dial) or `reconnecting` (lost, redialled with retention).
+    /// `up`, `stalled` (up, but it let no waiting sender go for `limits.stalledAfter`),
+    /// `connecting` (first dial) or `reconnecting` (lost, redialled with retention).
     public var state: String
     /// `incoming` or `outgoing` for a live connection.
     public var direction: String
@@ -30,8 +31,8 @@ public struct ConnectionStatus: Sendable, Hashable, Codable {
     /// Native links lost and joined again; for a connection being redialled, the attempts.
     public var retries: Int
     /// Messages waiting for the connection: queued behind a first dial or retained while a
-    /// lost one is redialled; on a live connection, 1 when it is backed up (its outbox over
-    /// the high-water mark), else 0.
+    /// lost one is redialled; on a live connection, those whose senders wait because it is
+    /// backed up (its outbox over the high-water mark, or its socket full).
     public var queued: Int
     /// Native frames sent (or queued) that the peer has not acknowledged yet: what a link
     /// loss would send again. Peers acknowledge in batches, so a few dozen is normal. 0 for
@@ -63,25 +64,27 @@ extension PeerConnection {
             framesSent: traffic.messagesSent, bytesSent: traffic.bytesSent, framesReceived: traffic.messagesReceived, bytesReceived: traffic.bytesReceived)
     }
 
-    var status: ConnectionStatus {
+    /// Its row; `waiting` senders wait on it, and it is `stalled` (`StallWatch`).
+    func status(waiting: Int, stalled: Bool) -> ConnectionStatus {
+        let state = stalled ? "stalled" : "up"
         if let native = self as? NativeConnection {
             let info = native.info
             let traffic = NodeMetrics.Traffic(info)
             return ConnectionStatus(
-                peer: peer.description, stack: stackName, kind: "native", state: "up", direction: native.direction.rawValue, address: remoteAddress,
+                peer: peer.description, stack: stackName, kind: "native", state: state, direction: native.direction.rawValue, address: remoteAddress,
                 liveLinks: info.liveLinks, poolSize: info.poolSize, bytesSent: traffic.bytesSent, bytesReceived: traffic.bytesReceived,
                 messagesSent: traffic.framesSent, messagesReceived: traffic.framesReceived,
                 compressionRatio: info.compressedOutput > 0 ? Double(info.compressedInput) / Double(info.compressedOutput) : nil,
-                idleSeconds: info.secondsSinceLastRead, retries: info.rejoins, queued: native.isBackedUp ? 1 : 0,
+                idleSeconds: info.secondsSinceLastRead, retries: info.rejoins, queued: waiting,
                 unacknowledged: info.links.reduce(0) { $0 + $1.unacknowledgedFrames })
         }
         let erlang = self as! ErlangConnection
         let traffic = erlang.traffic
         return ConnectionStatus(
-            peer: peer.description, stack: stackName, kind: "erlang", state: "up", direction: erlang.direction.rawValue, address: remoteAddress,
+            peer: peer.description, stack: stackName, kind: "erlang", state: state, direction: erlang.direction.rawValue, address: remoteAddress,
             liveLinks: erlang.channel.isActive ? 1 : 0, poolSize: 1, bytesSent: traffic.bytesSent, bytesReceived: traffic.bytesReceived,
             messagesSent: traffic.messagesSent, messagesReceived: traffic.messagesReceived, compressionRatio: nil, idleSeconds: traffic.secondsSinceLastRead,
-            retries: 0, queued: erlang.isBackedUp ? 1 : 0, unacknowledged: 0)
+            retries: 0, queued: waiting, unacknowledged: 0)
     }
 }
 
@@ -98,7 +101,10 @@ extension NodeMetrics.Traffic {
 extension Node {
     /// Every connection, live or being dialled, sorted by peer.
     public func connectionStatuses() -> [ConnectionStatus] {
-        var rows = connections.all().map(\.status)
+        var rows = connections.all().map { connection in
+            let watch = stalls.state(of: ObjectIdentifier(connection))
+            return connection.status(waiting: watch.waiting, stalled: watch.stalled)
+        }
         let retries = runtime.withLock { $0.redialAttempts }
         for dial in connections.dials() {
             rows.append(

@@ -33,6 +33,7 @@ public final class Node: Sendable {
     let atomMappings: AtomMappings?
     let referenceCounter = Atomic<UInt32>(0)
     let status = NetworkStatusPort()
+    let stalls: StallWatch
     let access: Mutex<AccessRules>
     /// Peers closed by `disconnectSystem`: not reconnected, in either direction, until
     /// `connectSystem`.
@@ -70,6 +71,7 @@ public final class Node: Sendable {
         logger[metadataKey: "junction.node"] = "\(name)"
         self.logger = logger
         self.connections = ConnectionTable(limits: config.limits)
+        self.stalls = StallWatch(period: config.limits.stalledAfter.timeAmount)
         self.access = Mutex(config.access)
         self.bridges = Bridges(capacity: config.limits.bridgeProxies)
         self.atomMappings = AtomMappings(config: config, routes: routes)
@@ -308,7 +310,7 @@ public final class Node: Sendable {
                 }
                 // Queued: from here on its fate is the connection's (a close while waiting
                 // leaves it among the frames the loss reports).
-                if backedUp { try? await connection.waitUntilWritable(streamKey: streamKey) }
+                if backedUp { await waitWhileBackedUp(connection, streamKey: streamKey) }
                 return
             case .queued(let outcome, let startDial):
                 if startDial { startDialling(peer) }

@@ -111,15 +111,22 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
 
     /// True while senders must wait: the socket takes no more, or more than the
     /// high-water mark waits to be written.
-    public var isBackedUp: Bool {
+    var isBackedUp: Bool {
         writer.withLock { $0.pending.readableBytes > highWaterMark } || !channel.isWritable
     }
 
-    /// Writes what is pending; wakes the senders waiting for room once the socket takes
-    /// more (they check again). Runs on the event loop, also when the socket becomes
-    /// writable again.
-    func flush() {
+    /// Writes what is pending and wakes the senders waiting for room. Runs on the event
+    /// loop, also when the socket becomes writable again. While the socket takes no more
+    /// (a peer that does not read), what is pending stays pending, so it grows to the
+    /// high-water mark and holds the senders back instead of filling memory; `closing`
+    /// writes it anyway.
+    func flush(closing: Bool = false) {
         let (batch, waiters) = writer.withLock { writer -> (ByteBuffer?, [CheckedContinuation<Void, any Error>]) in
+            guard closing || channel.isWritable else {
+                // The writability change flushes; until then no send schedules one.
+                writer.flushScheduled = true
+                return (nil, [])
+            }
             writer.flushScheduled = false
             var batch: ByteBuffer?
             if writer.pending.readableBytes > 0, !writer.closed {
@@ -178,7 +185,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
     public func close() {
         writer.withLock { $0.closeRequested = true }
         channel.eventLoop.execute {
-            self.flush()
+            self.flush(closing: true)
             self.channel.close(promise: nil)
         }
     }

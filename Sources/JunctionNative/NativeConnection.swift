@@ -128,9 +128,6 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
         try await slot(for: streamKey).outbox.waitUntilWritable()
     }
 
-    /// True when any slot holds its senders back.
-    public var isBackedUp: Bool { slots.contains { $0.outbox.isBackedUp } }
-
     /// Bytes this side has written on all links, retransmissions included.
     public var bytesSent: Int { slots.reduce(0) { $0 + $1.outbox.bytesWritten } }
 

@@ -446,10 +446,6 @@ public final class FrameOutbox: Sendable {
         return backedUp
     }
 
-    /// True while senders to this slot are held back (no link, socket not writable, or
-    /// over the high-water mark).
-    public var isBackedUp: Bool { state.withLock { Self.isBackedUp($0, highWaterMark) } }
-
     static func isBackedUp(_ state: borrowing State, _ highWaterMark: Int) -> Bool {
         state.channel == nil || !state.writable || state.pending.readableBytes + state.unacknowledgedBytes > highWaterMark
     }

@@ -13,7 +13,8 @@ import Testing
 /// port is `epmdPort`; routes send `e*@localhost` names over the Erlang stack with the
 /// Erlang cluster's own cookie (from `ERLANG_COOKIE`; see `Gateway`).
 func gatewayConfig(
-    _ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s", reconnect: String = "{}", bridges: String = "[]"
+    _ name: String, registrarPort: Int, epmdPort: Int, netTickTime: String = "60s", reconnect: String = "{}", stalledAfter: String = "5s",
+    bridges: String = "[]"
 ) throws -> JunctionConfig {
     try ConfigLoader.load(yaml: """
         node:
@@ -32,7 +33,7 @@ func gatewayConfig(
           - match: "^e[0-9a-z_]*@localhost$"
             resolver: otp
             cookie: {env: ERLANG_COOKIE}
-        limits: {reconnect: \(reconnect)}
+        limits: {reconnect: \(reconnect), stalledAfter: \(stalledAfter)}
         bridges: \(bridges)
         """)
 }
@@ -51,7 +52,7 @@ struct Gateway {
     /// another test could take in between: only the test of that start uses it).
     static func start(
         _ name: String, epmdPort: Int? = nil, nodeRunsEpmd: Bool = false, netTickTime: String = "60s", reconnect: String = "{}",
-        bridges: String = "[]", logger: Logger = quietLogger
+        stalledAfter: String = "5s", bridges: String = "[]", logger: Logger = quietLogger
     ) async throws -> Gateway {
         let registrar = try await startRegistrar()
         var epmd: EpmdServer?
@@ -64,7 +65,8 @@ struct Gateway {
             epmd = try await EpmdServer.start(port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: quietLogger)
             port = epmd!.address!.port!
         }
-        let config = try gatewayConfig(name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime, reconnect: reconnect, bridges: bridges)
+        let config = try gatewayConfig(
+            name, registrarPort: registrar.port, epmdPort: port, netTickTime: netTickTime, reconnect: reconnect, stalledAfter: stalledAfter, bridges: bridges)
         let node = try await Node.start(config: config, environment: ["TEST_COOKIE": "test-cookie", "ERLANG_COOKIE": "erlcookie"], logger: logger)
         return Gateway(node: node, registrar: registrar, epmd: epmd, epmdPort: port)
     }
@@ -281,25 +283,35 @@ struct ErlangInteropTests {
         #expect(printed.contains("exit=normal"), "\(printed)")
     }
 
-    @Test("a peer that stops reading holds senders back without losing or deadlocking: they resume when it reads again")
+    @Test("a peer that stops reading holds senders back and is reported stalled; they resume, losing nothing, when it reads again")
     func backpressure() async throws {
-        let gateway = try await Gateway.start("jp@localhost")
+        let gateway = try await Gateway.start("jp@localhost", stalledAfter: "100ms")
         defer { Task { await gateway.stop() } }
-        let address = try #require(gateway.node.listening["otp"]?.first)
+        let node = gateway.node
+        let address = try #require(node.listening["otp"]?.first)
         let peer = try await RawErlangPeer.connect(to: address, as: "eslow@localhost", target: "jp@localhost", cookie: "erlcookie")
         try await peer.channel.setOption(.autoRead, value: false)
-        let connection = try #require(gateway.node.erlangConnection(to: "eslow@localhost"))
+        let stalled = event(on: node) { if case .connectionStalled(let peer, _) = $0 { peer.node == "eslow@localhost" } else { false } }
+        let resumed = event(on: node) { if case .connectionResumed(let peer, _) = $0 { peer.node == "eslow@localhost" } else { false } }
         let target = Pid(node: "eslow@localhost", id: 1, creation: 1)
-        let me = try gateway.node.spawn()
+        let me = try node.spawn()
         let count = 20_000
         let blob = Term.binary([UInt8](repeating: 7, count: 1024))
         let sender = Task {
             for i in 0..<count { try await me.send(.tuple([.int(i), blob]), to: .pid(target)) }
         }
-        while !connection.isBackedUp { await Task.yield() }
+        guard case .connectionStalled(_, let waiting) = await stalled.value else { Issue.record("no stall reported"); return }
+        #expect(waiting == 1)
+        let row = try #require(node.connectionStatuses().first { $0.peer == "eslow@localhost" })
+        #expect(row.state == "stalled" && row.queued == 1, "\(row)")
+
         try await peer.channel.setOption(.autoRead, value: true)
         peer.channel.read()
         try await sender.value
+        guard case .connectionResumed(_, let stalledFor) = await resumed.value else { Issue.record("no resume reported"); return }
+        #expect(stalledFor >= .milliseconds(100))
+        let after = try #require(node.connectionStatuses().first { $0.peer == "eslow@localhost" })
+        #expect(after.state == "up" && after.queued == 0, "\(after)")
         // Every message reaches the peer: count what it reads until all the payload is there.
         var received = 0
         for await bytes in peer.received {

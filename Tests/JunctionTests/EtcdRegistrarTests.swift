@@ -14,17 +14,6 @@ import Testing
 struct EtcdRegistrarTests {
     let environment = ["TEST_COOKIE": "etcd-cookie"]
 
-    /// Waits for the status event `matching` on `node`'s status port.
-    func event(on node: Node, _ matching: @escaping @Sendable (NetworkEvent) -> Bool) -> Task<NetworkEvent, Never> {
-        let stream = node.networkStatus()
-        return Task {
-            for await update in stream {
-                if case .event(let event) = update, matching(event) { return event }
-            }
-            return .connectionClosed(PeerInfo(stack: "", node: "never", address: ""))
-        }
-    }
-
     @Test("three nodes register, resolve each other through etcd and exchange messages; a duplicate name is refused")
     func threeNodes() async throws {
         try await EtcdCluster.with(members: 1) { etcd in

@@ -57,6 +57,55 @@ struct NetworkStatusTests {
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("four"))
     }
 
+    @Test("a native peer that stops reading holds the sender back and is reported stalled; when it reads again, every message arrives once, in order")
+    func stalledNativePeer() async throws {
+        let registrar = try await startRegistrar()
+        defer { Task { await registrar.shutdown() } }
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)], poolSize: 1, limits: "{stalledAfter: 100ms}"))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)], poolSize: 1))
+        defer { Task { await a.shutdown(); await b.shutdown() } }
+        let sink = try b.spawn(name: "sink")
+        let sender = try a.spawn()
+        let destination = Destination.name("sink", on: "b@localhost")
+        try await sender.send(.int(-1), to: destination)
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == .int(-1))
+        let connection = try #require(b.connections.connection(Atom("a@localhost")) as? NativeConnection)
+        for channel in connection.channels { try await channel.setOption(.autoRead, value: false) }
+        let stalled = event(on: a) { if case .connectionStalled(let peer, _) = $0 { peer.node == "b@localhost" } else { false } }
+        let resumed = event(on: a) { if case .connectionResumed(let peer, _) = $0 { peer.node == "b@localhost" } else { false } }
+
+        // Distinct random kilobytes (a 1 MiB pool, far past zlib's 32 KiB window), so that
+        // compression cannot shrink them into what the socket buffers hold.
+        let count = 20_000
+        let pool = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255) }
+        let message = { @Sendable (i: Int) -> Term in
+            let start = (i % 1024) * 1024
+            return .tuple([.int(i), .binary(Array(pool[start..<start + 1024]))])
+        }
+        let flood = Task {
+            for i in 0..<count { try await sender.send(message(i), to: destination) }
+        }
+        guard case .connectionStalled(_, let waiting) = await stalled.value else { Issue.record("no stall reported"); return }
+        #expect(waiting == 1)
+        #expect(a.connectionStatuses().first { $0.peer == "b@localhost" }?.state == "stalled")
+
+        for channel in connection.channels {
+            try await channel.setOption(.autoRead, value: true)
+            channel.read()
+        }
+        try await flood.value
+        guard case .connectionResumed(_, let stalledFor) = await resumed.value else { Issue.record("no resume reported"); return }
+        #expect(stalledFor >= .milliseconds(100))
+        for i in 0..<count {
+            let term = try await sink.receive(timeout: .seconds(10)).term()
+            guard term == message(i) else {
+                Issue.record("message \(i) of \(count): \(term)")
+                return
+            }
+        }
+        #expect(a.connectionStatuses().first { $0.peer == "b@localhost" }?.state == "up")
+    }
+
     @Test("a native peer that answers heartbeats stays connected; once it falls silent it is lost")
     func silentNativePeer() async throws {
         let registrar = try await startRegistrar()
@@ -201,5 +250,42 @@ struct NetworkStatusTests {
             try ConfigLoader.load(yaml: "node: {name: n@localhost, cookie: {env: C}}\nstacks: [{name: native, kind: native}]\naccess: [{blockIpNet: 10.0.0.0/40}]")
         }
         #expect(bad?.keyPath == "access[0].blockIpNet")
+    }
+
+    @Test("a stall is a period in which senders wait and none is let go: reported once, resumed with how long it lasted; a busy link that lets senders go is never stalled")
+    func stallWatch() {
+        let watch = StallWatch(period: .milliseconds(100))
+        let connection = ObjectIdentifier(watch)
+        func at(_ ms: Int64) -> NIODeadline { .uptimeNanoseconds(UInt64(ms) * 1_000_000) }
+
+        // Busy, not stalled: senders wait often, but each period lets some go.
+        #expect(watch.waits(connection, now: at(0)))
+        #expect(!watch.waits(connection, now: at(10)))
+        #expect(watch.letGo(connection, taken: true) == nil)
+        #expect(watch.check(connection, now: at(100)) == .again)
+        #expect(watch.letGo(connection, taken: true) == nil)
+        #expect(watch.state(of: connection) == (0, false))
+        // The check after the last sender went finds nobody waiting: the watch ends.
+        #expect(watch.check(connection, now: at(200)) == .done)
+        #expect(watch.check(connection, now: at(300)) == .done)
+
+        // Stalled: a sender waits a whole period and none is let go; reported once.
+        #expect(watch.waits(connection, now: at(1000)))
+        #expect(watch.check(connection, now: at(1100)) == .stalled(waiting: 1))
+        #expect(!watch.waits(connection, now: at(1150)))
+        #expect(watch.check(connection, now: at(1200)) == .again)
+        #expect(watch.state(of: connection) == (2, true))
+        // The first sender let go ends it, stalled since the period began.
+        #expect(watch.letGo(connection, taken: true) == at(1000))
+        #expect(watch.letGo(connection, taken: true) == nil)
+        #expect(watch.state(of: connection) == (0, false))
+        #expect(watch.check(connection, now: at(1300)) == .done)
+
+        // Closed while stalled: forgotten, no resume.
+        #expect(watch.waits(connection, now: at(2000)))
+        #expect(watch.check(connection, now: at(2100)) == .stalled(waiting: 1))
+        #expect(watch.letGo(connection, taken: false) == nil)
+        #expect(watch.state(of: connection) == (0, false))
+        #expect(watch.check(connection, now: at(2200)) == .done)
     }
 }

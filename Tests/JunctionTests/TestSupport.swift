@@ -46,6 +46,18 @@ struct CapturingHandler: LogHandler {
 }
 
 /// A registrar server on a kernel-picked loopback port, so parallel tests never collide.
+/// Waits for the status event `matching` on `node`'s status port (subscribed now, so
+/// events from here on count).
+func event(on node: Node, _ matching: @escaping @Sendable (NetworkEvent) -> Bool) -> Task<NetworkEvent, Never> {
+    let stream = node.networkStatus()
+    return Task {
+        for await update in stream {
+            if case .event(let event) = update, matching(event) { return event }
+        }
+        return .connectionClosed(PeerInfo(stack: "", node: "never", address: ""))
+    }
+}
+
 func startRegistrar() async throws -> EmbeddedRegistrarServer {
     try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "registrar"))
 }

@@ -545,12 +545,15 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
     public var hardConnections: Int
     /// Proxies the bridges keep for pids of other nodes; past it the oldest is retired.
     public var bridgeProxies: Int
+    /// A connection that holds its senders back and lets none of them go for this long
+    /// is reported stalled (`connectionStalled`).
+    public var stalledAfter: ConfigDuration
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect, softConnections, hardConnections, bridgeProxies }
+    enum CodingKeys: String, CodingKey, CaseIterable { case pendingMessages, pendingBytes, reconnect, softConnections, hardConnections, bridgeProxies, stalledAfter }
 
     public init(
         pendingMessages: Int = 10_000, pendingBytes: Int = 64 << 20, reconnect: ReconnectSettings = .init(), softConnections: Int = 1000,
-        hardConnections: Int = 1200, bridgeProxies: Int = 100_000
+        hardConnections: Int = 1200, bridgeProxies: Int = 100_000, stalledAfter: ConfigDuration = .seconds(5)
     ) {
         self.pendingMessages = pendingMessages
         self.pendingBytes = pendingBytes
@@ -558,6 +561,7 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
         self.softConnections = softConnections
         self.hardConnections = hardConnections
         self.bridgeProxies = bridgeProxies
+        self.stalledAfter = stalledAfter
     }
 
     public init(from decoder: Decoder) throws {
@@ -568,6 +572,10 @@ public struct LimitSettings: Sendable, Hashable, Decodable {
         softConnections = try container.value(.softConnections, default: 1000)
         hardConnections = try container.value(.hardConnections, default: 1200)
         bridgeProxies = try container.value(.bridgeProxies, default: 100_000)
+        stalledAfter = try container.value(.stalledAfter, default: .seconds(5))
+        guard stalledAfter.nanoseconds >= 10_000_000 else {
+            throw invalid(decoder.codingPath + [CodingKeys.stalledAfter], "must be at least 10ms, not \(stalledAfter)")
+        }
         guard bridgeProxies >= 1 else { throw invalid(decoder.codingPath + [CodingKeys.bridgeProxies], "must be at least 1") }
         guard softConnections >= 1, hardConnections > softConnections else {
             throw invalid(decoder.codingPath + [CodingKeys.hardConnections], "needs 1 <= softConnections < hardConnections, not \(softConnections) and \(hardConnections)")
