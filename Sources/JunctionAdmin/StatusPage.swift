@@ -14,7 +14,7 @@ enum StatusPage {
         th, td { padding: 5px 8px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
         th { background: #f3f3f3; position: sticky; top: 0; }
         td.text, th.text { text-align: left; }
-        .up { color: #1a7f37; font-weight: 600; } .connecting, .reconnecting { color: #b35900; font-weight: 600; }
+        .up { color: #1a7f37; font-weight: 600; } .connecting, .reconnecting { color: #b35900; font-weight: 600; } .stalled { color: #cf222e; font-weight: 600; }
         #error { color: #b00020; margin: 8px 0; }
         </style></head>
         <body>
