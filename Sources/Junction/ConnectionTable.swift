@@ -62,6 +62,10 @@ final class ConnectionTable: Sendable {
     }
 
     let entries = Mutex<[Atom: Entry]>([:])
+    /// Senders waiting for a connection that refused their message, because it ended
+    /// before its end was announced, to leave the table (`waitUntilGone`). Taken inside
+    /// `entries`' lock, never the other way round.
+    let goneWaiters = Mutex<[ObjectIdentifier: [CheckedContinuation<Void, Never>]]>([:])
     /// Counts sends and installs: the "time" of least-recently-used eviction.
     let useClock = Atomic<UInt64>(0)
     let limits: LimitSettings
@@ -119,36 +123,60 @@ final class ConnectionTable: Sendable {
     /// Returns the connection it replaced, if any, for the caller to close.
     @discardableResult
     func install(_ connection: any PeerConnection, send: (any PeerConnection, PendingMessage) throws -> Void) -> (any PeerConnection)? {
-        let (outcome, replaced) = entries.withLock { entries -> (DialOutcome?, (any PeerConnection)?) in
+        let (outcome, replaced, waiters) = entries.withLock { entries -> (DialOutcome?, (any PeerConnection)?, [CheckedContinuation<Void, Never>]) in
             let peer = connection.peer.atom
             switch entries[peer] {
             case .dialling(let dial):
                 for message in dial.queue { try? send(connection, message) }
                 entries[peer] = .connected(connection, lastUse: useClock.add(1, ordering: .relaxed).newValue)
-                return (dial.outcome, nil)
+                return (dial.outcome, nil, [])
             case .connected(let old, _):
                 entries[peer] = .connected(connection, lastUse: useClock.add(1, ordering: .relaxed).newValue)
-                return (nil, old === connection ? nil : old)
+                guard old !== connection else { return (nil, nil, []) }
+                return (nil, old, gone(old))
             case nil:
                 entries[peer] = .connected(connection, lastUse: useClock.add(1, ordering: .relaxed).newValue)
-                return (nil, nil)
+                return (nil, nil, [])
             }
         }
         outcome?.complete(.success(()))
+        for waiter in waiters { waiter.resume() }
         return replaced
+    }
+
+    /// Returns once `connection` is no longer the one in use for its peer: its loss or
+    /// close was announced, or another replaced it. A sender whose message it refused
+    /// waits here, then routes the message again (retained, or on the next connection).
+    func waitUntilGone(_ connection: any PeerConnection) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let current = entries.withLock { entries -> Bool in
+                guard case .connected(let current, _) = entries[connection.peer.atom], current === connection else { return false }
+                goneWaiters.withLock { $0[ObjectIdentifier(connection), default: []].append(continuation) }
+                return true
+            }
+            if !current { continuation.resume() }
+        }
+    }
+
+    /// The senders waiting for `connection` to leave the table, which it just did (called
+    /// under `entries`' lock; they are resumed after it).
+    private func gone(_ connection: any PeerConnection) -> [CheckedContinuation<Void, Never>] {
+        goneWaiters.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) ?? [] }
     }
 
     /// `connection` was lost: unless another one replaced it, its peer's messages are
     /// retained from now on while it is redialled. False when it was not the current one.
     func markLost(_ connection: any PeerConnection) -> Bool {
-        entries.withLock { entries in
+        let waiters = entries.withLock { entries -> [CheckedContinuation<Void, Never>]? in
             let peer = connection.peer.atom
-            guard case .connected(let current, _) = entries[peer], current === connection else { return false }
+            guard case .connected(let current, _) = entries[peer], current === connection else { return nil }
             var dial = Dial()
             dial.retained = true
             entries[peer] = .dialling(dial)
-            return true
+            return gone(connection)
         }
+        for waiter in waiters ?? [] { waiter.resume() }
+        return waiters != nil
     }
 
     /// Whether `peer`'s lost connection is still being redialled (nobody reconnected).
@@ -180,11 +208,12 @@ final class ConnectionTable: Sendable {
 
     /// Forgets `connection` if it is still the one in use for its peer.
     func remove(_ connection: any PeerConnection) {
-        entries.withLock { entries in
-            if case .connected(let current, _) = entries[connection.peer.atom], current === connection {
-                entries[connection.peer.atom] = nil
-            }
+        let waiters = entries.withLock { entries -> [CheckedContinuation<Void, Never>] in
+            guard case .connected(let current, _) = entries[connection.peer.atom], current === connection else { return [] }
+            entries[connection.peer.atom] = nil
+            return gone(connection)
         }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Whether a dial to `peer` is under way (for the simultaneous-connect tie-break).

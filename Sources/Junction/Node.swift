@@ -280,10 +280,10 @@ public final class Node: Sendable {
         let sender = sender ?? systemPid
         let streamKey = Self.streamKey(from: sender, to: destination)
         // A connection that ends between the lookup and the write refuses the message
-        // (OutboxClosed) before the table knows: look again, so it is retained (or goes
-        // on the next connection) instead of failing.
-        var dead: (any PeerConnection)?
-        for attempt in 0..<4 {
+        // (OutboxClosed) before its end is announced: wait for the announcement, then look
+        // again, so the message is retained (or goes on the next connection) instead of
+        // failing. Each round needs a connection that ended: a few rounds are plenty.
+        for _ in 0..<4 {
             let routing: ConnectionTable.Routing
             do {
                 // Built only when it must wait for a dial (an autoclosure).
@@ -295,17 +295,11 @@ public final class Node: Sendable {
             }
             switch routing {
             case .connection(let connection):
-                if connection === dead {
-                    guard attempt < 3 else { throw OutboxClosed(peer: peer.name) }
-                    await Task.yield()
-                    continue
-                }
                 let backedUp: Bool
                 do {
                     backedUp = try connection.send(payload, to: destination, from: sender, streamKey: streamKey)
                 } catch is OutboxClosed {
-                    dead = connection
-                    await Task.yield()
+                    await connections.waitUntilGone(connection)
                     continue
                 }
                 // Queued: from here on its fate is the connection's (a close while waiting

@@ -76,7 +76,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
     @discardableResult
     public func send(_ message: DistributionMessage) throws -> Bool {
         let (schedule, due, backedUp) = try writer.withLock { (writer) throws(any Error) -> (Bool, NIODeadline?, Bool) in
-            guard !writer.closed else { throw DistributionError("the connection to \(peer) is closed; the message was not sent") }
+            guard !writer.closed else { throw OutboxClosed(peer: peer.description) }
             let start = writer.pending.writerIndex
             do {
                 try writer.encoder.encode(message, into: &writer.pending)

@@ -74,7 +74,7 @@ struct LoadFaultTests {
         // Only frames the killed peer had taken in but not acknowledged can be lost; what
         // was sent while it was down was retained and answered after the restart.
         let unacknowledged = texts[lost].firstMatch(of: /(\d+) messages queued or sent on it were not acknowledged/).map { Int($0.1)! } ?? 0
-        #expect(route.errors == 0 && route.sent == 1600, "\(route)")
+        #expect(route.errors == 0 && route.sent == 1600, "\(route); events: \(texts)")
         #expect(route.lost <= unacknowledged, "lost \(route.lost), unacknowledged at the loss \(unacknowledged): \(texts[lost])")
         #expect(route.received + route.lost == route.sent)
         #expect(route.max >= 400_000, "messages sent while the peer was down waited for the restart: max \(route.max) us")
