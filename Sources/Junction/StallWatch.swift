@@ -11,7 +11,7 @@ import Synchronization
 /// stalled one is reported once, not once per check.
 final class StallWatch: Sendable {
     /// What is known of one connection whose senders wait.
-    struct Watch: Sendable, Hashable {
+    struct Watch: Sendable {
         /// Senders waiting now.
         var waiting = 0
         /// Senders let go so far, and as many at the start of the current check period.
