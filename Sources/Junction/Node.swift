@@ -254,7 +254,9 @@ public final class Node: Sendable {
     // MARK: - sending
 
     /// Sends `payload` to `destination`. Returns once the message is queued on its link
-    /// (dialling first when needed); throws when no route connects.
+    /// (dialling first when needed), and while that connection holds its senders back
+    /// (a peer that reads slower than this node sends), once it takes more; throws when
+    /// no route connects.
     public func send(_ payload: Payload, to destination: Destination, from sender: Pid? = nil) async throws {
         let peer: Atom
         switch destination {
