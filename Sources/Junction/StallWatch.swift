@@ -14,9 +14,8 @@ final class StallWatch: Sendable {
     struct Watch: Sendable {
         /// Senders waiting now.
         var waiting = 0
-        /// Senders let go so far, and as many at the start of the current check period.
-        var letGo: UInt64 = 0
-        var letGoAtPeriodStart: UInt64 = 0
+        /// Whether a sender was let go since the current check period began.
+        var letGoThisPeriod = false
         /// When the current check period began; nil when no check is due.
         var periodStart: NIODeadline?
         /// Since when it has let no sender go, once reported stalled.
@@ -47,7 +46,7 @@ final class StallWatch: Sendable {
             watch.waiting += 1
             guard watch.periodStart == nil else { return false }
             watch.periodStart = now
-            watch.letGoAtPeriodStart = watch.letGo
+            watch.letGoThisPeriod = false
             return true
         }
     }
@@ -62,10 +61,10 @@ final class StallWatch: Sendable {
             }
             // Waiting senders only leave by being let go (or by the connection closing,
             // which forgets it), so none let go means one waited all period.
-            let stalled = watch.letGo == watch.letGoAtPeriodStart && watch.stalledSince == nil
+            let stalled = !watch.letGoThisPeriod && watch.stalledSince == nil
             if stalled { watch.stalledSince = watch.periodStart }
             watch.periodStart = now
-            watch.letGoAtPeriodStart = watch.letGo
+            watch.letGoThisPeriod = false
             watches[connection] = watch
             return stalled ? .stalled(waiting: watch.waiting) : .again
         }
@@ -82,7 +81,7 @@ final class StallWatch: Sendable {
                 return nil
             }
             watch.waiting -= 1
-            watch.letGo += 1
+            watch.letGoThisPeriod = true
             let stalledSince = watch.stalledSince
             watch.stalledSince = nil
             watches[connection] = watch.waiting == 0 && watch.periodStart == nil ? nil : watch
