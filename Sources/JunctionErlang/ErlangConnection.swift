@@ -96,16 +96,18 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
     }
 
     /// Suspends while more than the high-water mark waits to be written or the socket is
-    /// not writable.
+    /// not writable; throws `OutboxClosed` once the connection is closed, like a native
+    /// slot, so a sender never takes a close for room.
     public func waitUntilWritable() async throws {
         guard isBackedUp else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let resume = writer.withLock { writer -> Bool in
-                if writer.closed || writer.pending.readableBytes <= highWaterMark && channel.isWritable { return true }
+            let resumeNow = writer.withLock { writer -> Result<Void, any Error>? in
+                if writer.closed { return .failure(OutboxClosed(peer: peer.description)) }
+                if writer.pending.readableBytes <= highWaterMark && channel.isWritable { return .success(()) }
                 writer.waiters.append(continuation)
-                return false
+                return nil
             }
-            if resume { continuation.resume() }
+            if let resumeNow { continuation.resume(with: resumeNow) }
         }
     }
 
@@ -171,7 +173,7 @@ public final class ErlangConnection: Sendable, CustomStringConvertible {
             defer { writer.waiters = [] }
             return writer.waiters
         }
-        for waiter in waiters { waiter.resume(throwing: DistributionError("the connection to \(peer) closed")) }
+        for waiter in waiters { waiter.resume(throwing: OutboxClosed(peer: peer.description)) }
     }
 
     /// Closes at once, dropping what is pending (a blocked peer).
