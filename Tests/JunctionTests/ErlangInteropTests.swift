@@ -291,8 +291,7 @@ struct ErlangInteropTests {
         let address = try #require(node.listening["otp"]?.first)
         let peer = try await RawErlangPeer.connect(to: address, as: "eslow@localhost", target: "jp@localhost", cookie: "erlcookie")
         try await peer.channel.setOption(.autoRead, value: false)
-        let stalled = event(on: node) { if case .connectionStalled(let peer, _) = $0 { peer.node == "eslow@localhost" } else { false } }
-        let resumed = event(on: node) { if case .connectionResumed(let peer, _) = $0 { peer.node == "eslow@localhost" } else { false } }
+        var follower = StallFollower(node: node, peer: "eslow@localhost")
         let target = Pid(node: "eslow@localhost", id: 1, creation: 1)
         let me = try node.spawn()
         let count = 20_000
@@ -300,15 +299,13 @@ struct ErlangInteropTests {
         let sender = Task {
             for i in 0..<count { try await me.send(.tuple([.int(i), blob]), to: .pid(target)) }
         }
-        guard case .connectionStalled(_, let waiting) = await stalled.value else { Issue.record("no stall reported"); return }
-        #expect(waiting == 1)
-        let row = try #require(node.connectionStatuses().first { $0.peer == "eslow@localhost" })
-        #expect(row.state == "stalled" && row.queued == 1, "\(row)")
+        let stall = try #require(await follower.stall())
+        #expect(stall.waiting == 1 && stall.row.queued == 1, "\(stall)")
 
         try await peer.channel.setOption(.autoRead, value: true)
         peer.channel.read()
         try await sender.value
-        guard case .connectionResumed(_, let stalledFor) = await resumed.value else { Issue.record("no resume reported"); return }
+        let stalledFor = try #require(await follower.resume())
         #expect(stalledFor >= .milliseconds(100))
         let after = try #require(node.connectionStatuses().first { $0.peer == "eslow@localhost" })
         #expect(after.state == "up" && after.queued == 0, "\(after)")

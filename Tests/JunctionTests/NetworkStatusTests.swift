@@ -71,8 +71,7 @@ struct NetworkStatusTests {
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .int(-1))
         let connection = try #require(b.connections.connection(Atom("a@localhost")) as? NativeConnection)
         for channel in connection.channels { try await channel.setOption(.autoRead, value: false) }
-        let stalled = event(on: a) { if case .connectionStalled(let peer, _) = $0 { peer.node == "b@localhost" } else { false } }
-        let resumed = event(on: a) { if case .connectionResumed(let peer, _) = $0 { peer.node == "b@localhost" } else { false } }
+        var follower = StallFollower(node: a, peer: "b@localhost")
 
         // Distinct random kilobytes (a 1 MiB pool, far past zlib's 32 KiB window), so that
         // compression cannot shrink them into what the socket buffers hold.
@@ -85,16 +84,15 @@ struct NetworkStatusTests {
         let flood = Task {
             for i in 0..<count { try await sender.send(message(i), to: destination) }
         }
-        guard case .connectionStalled(_, let waiting) = await stalled.value else { Issue.record("no stall reported"); return }
-        #expect(waiting == 1)
-        #expect(a.connectionStatuses().first { $0.peer == "b@localhost" }?.state == "stalled")
+        let stall = try #require(await follower.stall())
+        #expect(stall.waiting == 1 && stall.row.queued == 1, "\(stall)")
 
         for channel in connection.channels {
             try await channel.setOption(.autoRead, value: true)
             channel.read()
         }
         try await flood.value
-        guard case .connectionResumed(_, let stalledFor) = await resumed.value else { Issue.record("no resume reported"); return }
+        let stalledFor = try #require(await follower.resume())
         #expect(stalledFor >= .milliseconds(100))
         for i in 0..<count {
             let term = try await sink.receive(timeout: .seconds(10)).term()
@@ -103,7 +101,8 @@ struct NetworkStatusTests {
                 return
             }
         }
-        #expect(a.connectionStatuses().first { $0.peer == "b@localhost" }?.state == "up")
+        let after = a.connectionStatuses().first { $0.peer == "b@localhost" }
+        #expect(after?.state == "up" && after?.queued == 0, "\(String(describing: after))")
     }
 
     @Test("a native peer that answers heartbeats stays connected; once it falls silent it is lost")

@@ -58,6 +58,40 @@ func event(on node: Node, _ matching: @escaping @Sendable (NetworkEvent) -> Bool
     }
 }
 
+/// Follows one status subscription through a stall of the connection to `peer`: the
+/// first `connectionStalled` that the connections table still shows when it is read
+/// (on a loaded machine a gap of `stalledAfter` can come while the socket buffers still
+/// fill, and be over by then: that one is passed over), then the `connectionResumed`
+/// after it.
+struct StallFollower {
+    let node: Node
+    let peer: String
+    var updates: AsyncStream<NetworkStatusUpdate>.Iterator
+
+    init(node: Node, peer: String) {
+        self.node = node
+        self.peer = peer
+        updates = node.networkStatus().makeAsyncIterator()
+    }
+
+    /// The senders waiting at the stall and the connection's row while it lasts.
+    mutating func stall() async -> (waiting: Int, row: ConnectionStatus)? {
+        while let update = await updates.next() {
+            guard case .event(.connectionStalled(let info, let waiting)) = update, info.node == peer else { continue }
+            if let row = node.connectionStatuses().first(where: { $0.peer == peer }), row.state == "stalled" { return (waiting, row) }
+        }
+        return nil
+    }
+
+    /// How long the stall lasted, once it is over.
+    mutating func resume() async -> Duration? {
+        while let update = await updates.next() {
+            if case .event(.connectionResumed(let info, let stalledFor)) = update, info.node == peer { return stalledFor }
+        }
+        return nil
+    }
+}
+
 func startRegistrar() async throws -> EmbeddedRegistrarServer {
     try await EmbeddedRegistrarServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "registrar"))
 }
