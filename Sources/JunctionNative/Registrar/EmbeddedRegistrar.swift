@@ -20,7 +20,7 @@ public final class EmbeddedRegistrar: Sendable {
     }
 
     struct State: Sendable {
-        var connection: (any Channel)?
+        var connection: RegistrarClient?
         var server: EmbeddedRegistrarServer?
         var registration: (alive: String, entry: Registration)?
         var watcher: Task<Void, Never>?
@@ -87,7 +87,7 @@ public final class EmbeddedRegistrar: Sendable {
                     throw RegistrarError("registrar at \(settings.host):\(settings.port) refused '\(alive)': \(Self.text(of: reply))")
                 }
                 let stopping = state.withLock { state in
-                    if !state.shuttingDown { state.connection = client.channel }
+                    if !state.shuttingDown { state.connection = client }
                     return state.shuttingDown
                 }
                 if stopping {
@@ -132,19 +132,23 @@ public final class EmbeddedRegistrar: Sendable {
             protocolVersion: entry.protocolVersion)
     }
 
-    /// Unregisters (closes the registration connection) and stops the server if this
-    /// node runs it, so another node takes over.
+    /// Unregisters (the server answers before the registration connection closes, so
+    /// the name is free when this returns) and stops the server if this node runs it, so
+    /// another node takes over.
     public func shutdown() async {
-        let (connection, watcher) = state.withLock { state in
+        let (connection, watcher, alive) = state.withLock { state in
             state.shuttingDown = true
             defer { state.connection = nil }
-            return (state.connection, state.watcher)
+            return (state.connection, state.watcher, state.registration?.0)
         }
         // The watcher returns once its connection has closed, or stops re-registering
         // (which registers nothing once shutting down): so it is done before the node's
         // event loops are, and any server it started is stopped here.
         watcher?.cancel()
-        try? await connection?.close()
+        if let connection, let alive {
+            _ = try? await connection.request(.tuple([.atom("unregister"), .binary(Array(alive.utf8))]), timeout: .seconds(1))
+        }
+        try? await connection?.channel.close()
         await watcher?.value
         let server = state.withLock { state in
             defer { state.server = nil }

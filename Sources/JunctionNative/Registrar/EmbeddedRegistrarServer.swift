@@ -67,6 +67,13 @@ public final class EmbeddedRegistrarServer: Sendable {
             }
             logger.debug("registered", metadata: ["junction.alive": "\(alive)", "junction.port": "\(registration.port)"])
             return .atom("ok")
+        case "unregister":
+            // Answered before the owner closes, so the name is free when its `shutdown`
+            // returns (a close alone frees it only once the server has read the close).
+            entries.withLock { entries in
+                if entries[alive]?.owner == client { entries[alive] = nil }
+            }
+            return .atom("ok")
         case "resolve":
             guard let entry = entries.withLock({ $0[alive] }) else { return .tuple([.atom("error"), .atom("not_found")]) }
             return .tuple([.atom("ok")] + entry.registration.term.tupleElements)
