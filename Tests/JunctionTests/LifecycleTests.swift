@@ -29,13 +29,12 @@ struct LifecycleTests {
             Sink = fun Loop(Acc) -> receive {seq, I} -> Loop([I | Acc]); {From, done} -> From ! {got, lists:reverse(Acc)}, Loop([]) end end,
             register(sink, spawn(fun() -> Sink([]) end)),
             {ok, _} = net_kernel:start(['\(name)', shortnames]),
-            erlang:set_cookie(node(), erlcookie),
             io:format("ready~n"),
             receive after infinity -> ok end
             """
         return try NodeProcess(
             binary: URL(fileURLWithPath: "/usr/bin/env"),
-            arguments: ["erl", "-start_epmd", "false", "-kernel", "inet_dist_use_interface", "{127,0,0,1}", "-noshell", "-eval", script],
+            arguments: ["erl", "-setcookie", "erlcookie", "-start_epmd", "false", "-kernel", "inet_dist_use_interface", "{127,0,0,1}", "-noshell", "-eval", script],
             environment: environment)
     }
 
