@@ -1,8 +1,12 @@
 // Round trips of a 40-byte message between two processes over TCP on loopback, with the
 // reader waiting three ways: `b` epoll_wait that sleeps, `t` epoll_wait woken by a 1 us
 // timer, `e` epoll_wait with a zero timeout in a spin (polling). 20,000 round trips.
-//   gcc -O2 pingpong.c -o pingpong && for m in b t e; do ./pingpong $m; done
+// With `pin`, the two processes are bound to CPUs 0 and 1; each prints the CPUs it ran
+// its round trips on (a kernel that packs threads onto one vCPU shows here).
+//   gcc -O2 pingpong.c -o pingpong && for m in b t e; do ./pingpong $m; ./pingpong $m pin; done
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -67,14 +71,36 @@ static void setup(int fd) {
     epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &e);
 }
 
+static void pin_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+// Bit i set: a round trip ran on CPU i (sampled once per round trip).
+static unsigned long cpus_seen;
+
+static void note_cpu(void) {
+    int cpu = sched_getcpu();
+    if (cpu >= 0 && cpu < 64) cpus_seen |= 1ul << cpu;
+}
+
+static void print_cpus(const char *who) {
+    printf("%s ran on CPUs:", who);
+    for (int i = 0; i < 64; i++) if (cpus_seen & (1ul << i)) printf(" %d", i);
+    printf("\n");
+}
+
 static int compare(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: pingpong b|t|e\n"); return 1; }
+    if (argc < 2) { fprintf(stderr, "usage: pingpong b|t|e [pin]\n"); return 1; }
     mode = argv[1][0];
+    int pin = argc > 2;
     int n = 20000;
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
@@ -84,12 +110,15 @@ int main(int argc, char **argv) {
     getsockname(listener, (struct sockaddr *)&address, &length);
     char buffer[64] = {0};
     if (fork() == 0) {
+        if (pin) pin_to(1);
         int c = socket(AF_INET, SOCK_STREAM, 0);
         connect(c, (struct sockaddr *)&address, sizeof address);
         setup(c);
-        for (int i = 0; i < n; i++) { read_exactly(c, buffer, 40); send(c, buffer, 40, 0); }
+        for (int i = 0; i < n; i++) { read_exactly(c, buffer, 40); send(c, buffer, 40, 0); note_cpu(); }
+        print_cpus("answering process");
         exit(0);
     }
+    if (pin) pin_to(0);
     int s = accept(listener, 0, 0);
     setup(s);
     double *latency = malloc(n * sizeof *latency);
@@ -98,9 +127,11 @@ int main(int argc, char **argv) {
         send(s, buffer, 40, 0);
         read_exactly(s, buffer, 40);
         latency[i] = now() - start;
+        note_cpu();
     }
     wait(0);
+    print_cpus("calling process");
     qsort(latency, n, sizeof *latency, compare);
-    printf("%c: p50 %.1f us, p90 %.1f us, p99 %.1f us\n", mode, latency[n / 2], latency[n * 9 / 10], latency[n * 99 / 100]);
+    printf("%c%s: p50 %.1f us, p90 %.1f us, p99 %.1f us\n", mode, pin ? " pinned" : "", latency[n / 2], latency[n * 9 / 10], latency[n * 99 / 100]);
     return 0;
 }
