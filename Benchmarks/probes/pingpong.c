@@ -1,9 +1,10 @@
 // Round trips of a 40-byte message between two processes over TCP on loopback, with the
-// reader waiting three ways: `b` epoll_wait that sleeps, `t` epoll_wait woken by a 1 us
-// timer, `e` epoll_wait with a zero timeout in a spin (polling). 20,000 round trips.
+// reader waiting four ways: `b` epoll_wait that sleeps, `t` epoll_wait woken by a 1 us
+// timer, `e` epoll_wait with a zero timeout in a spin (polling), `y` the same with a
+// sched_yield after each empty poll (how BusyPoll waits). 20,000 round trips.
 // With `pin`, the two processes are bound to CPUs 0 and 1; each prints the CPUs it ran
 // its round trips on (a kernel that packs threads onto one vCPU shows here).
-//   gcc -O2 pingpong.c -o pingpong && for m in b t e; do ./pingpong $m; ./pingpong $m pin; done
+//   gcc -O2 pingpong.c -o pingpong && for m in b t e y; do ./pingpong $m; ./pingpong $m pin; done
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -36,6 +37,9 @@ static void wait_readable(int fd) {
             n = epoll_wait(ep, ev, 4, -1);
         } else if (mode == 'e') {
             n = epoll_wait(ep, ev, 4, 0);
+        } else if (mode == 'y') {
+            n = epoll_wait(ep, ev, 4, 0);
+            if (n == 0) sched_yield();
         } else {
             struct itimerspec its = {0};
             its.it_value.tv_nsec = 1000;
@@ -98,7 +102,7 @@ static int compare(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: pingpong b|t|e [pin]\n"); return 1; }
+    if (argc < 2) { fprintf(stderr, "usage: pingpong b|t|e|y [pin]\n"); return 1; }
     mode = argv[1][0];
     int pin = argc > 2;
     int n = 20000;

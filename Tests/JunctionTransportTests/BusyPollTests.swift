@@ -20,6 +20,23 @@ struct BusyPollTests {
         try await group.shutdownGracefully()
     }
 
+    @Test("a polling loop looks at its sockets between poll steps: steps do not chain within a tick")
+    func stepsEndTheirTick() async throws {
+        // A step queued 1 us ahead is often due before NIO checks for due tasks again;
+        // had the steps been allowed to chain (up to 32 a tick, as before), the loop read
+        // its sockets once every 60-100 us and an echo round trip took 4x as long.
+        let group = BusyPoll.eventLoopGroup(threads: 1, window: .seconds(60), backoff: .zero)
+        let loop = group.next()
+        let most = try await loop.submit { BusyPoll.touch(loop) }.flatMap {
+            loop.scheduleTask(in: .milliseconds(50)) { BusyPoll.current.currentValue?.mostStepsInATick ?? -1 }.futureResult
+        }.get()
+        // Each further step in a tick is queued as far ahead as the tick's steps took, so
+        // a chain of n steps needs n - 2 ever longer stalls in a row.
+        #expect(most >= 1, "the loop polled")
+        #expect(most <= 8, "at most a few poll steps a tick, not \(most)")
+        try await group.shutdownGracefully()
+    }
+
     @Test("a polling loop takes flushes from other threads and runs them; a sleeping loop refuses them (the sender then wakes it)")
     func handOff() async throws {
         let nothing: @Sendable () -> Void = {}
