@@ -236,7 +236,11 @@ public struct ETFDecoder {
         let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
         offset += count
         let name: String
-        if utf8 {
+        if slice.allSatisfy({ $0 < 0x80 }) {
+            // ASCII, the common case, is the same in both encodings; copied as is, it
+            // skips the generic validating initializer (a metadata lookup per atom).
+            name = String(unsafeUninitializedCapacity: count) { UnsafeMutableRawBufferPointer($0).copyMemory(from: slice); return count }
+        } else if utf8 {
             guard let text = String(validating: slice, as: UTF8.self) else {
                 throw ETFError(.invalidUTF8, tag: tag, offset: start)
             }

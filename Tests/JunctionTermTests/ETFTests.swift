@@ -69,6 +69,10 @@ struct ETFTests {
         // ATOM_EXT (Latin-1), SMALL_ATOM_EXT, PID_EXT, NEW_REFERENCE_EXT, REFERENCE_EXT, PORT_EXT, FLOAT_EXT.
         #expect(try ETF.decode([131, 100, 0, 3, 0x61, 0xE9, 0x62]) == .atom("aéb"))
         #expect(try ETF.decode([131, 115, 2, 0x6F, 0x6B]) == .atom("ok"))
+        // UTF-8 atoms: ASCII, multi-byte, and bytes that are not UTF-8 (refused).
+        #expect(try ETF.decode([131, 119, 2, 0x6F, 0x6B]) == .atom("ok"))
+        #expect(try ETF.decode([131, 119, 3, 0x61, 0xC3, 0xA9]) == .atom("aé"))
+        #expect(throws: ETFError.self) { try ETF.decode([131, 119, 2, 0xC3, 0x28]) }
         #expect(try ETF.decode([131, 103, 115, 1, 0x61, 0, 0, 0, 5, 0, 0, 0, 1, 2]) == .pid(Pid(node: "a", id: 5, serial: 1, creation: 2)))
         #expect(try ETF.decode([131, 114, 0, 2, 115, 1, 0x61, 3, 0, 0, 0, 1, 0, 0, 0, 2]) == .ref(Reference(node: "a", creation: 3, ids: [1, 2])))
         #expect(try ETF.decode([131, 101, 115, 1, 0x61, 0, 0, 0, 9, 1]) == .ref(Reference(node: "a", creation: 1, ids: [9])))
