@@ -48,7 +48,7 @@ final class Mailbox: Sendable {
     }
 
     /// The next message, or nil once closed or when the task is cancelled.
-    func next() async -> Payload? {
+    nonisolated(nonsending) func next() async -> Payload? {
         // Fast path: a queued message needs no continuation and no cancellation handler.
         if let payload = state.withLock({ $0.queue.popFirst() }) { return payload }
         return await withTaskCancellationHandler {

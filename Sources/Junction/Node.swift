@@ -257,7 +257,7 @@ public final class Node: Sendable {
     /// (dialling first when needed), and while that connection holds its senders back
     /// (a peer that reads slower than this node sends), once it takes more; throws when
     /// no route connects.
-    public func send(_ payload: Payload, to destination: Destination, from sender: Pid? = nil) async throws {
+    nonisolated(nonsending) public func send(_ payload: Payload, to destination: Destination, from sender: Pid? = nil) async throws {
         let peer: Atom
         switch destination {
         case .name(let process, let node):

@@ -49,7 +49,7 @@ public final class ProcessHandle: Sendable {
     }
 
     /// Waits for the next message.
-    public func receive() async throws -> Message {
+    nonisolated(nonsending) public func receive() async throws -> Message {
         guard let payload = await mailbox.next() else {
             try Task.checkCancellation()
             throw ProcessExited(pid: pid)
@@ -73,7 +73,7 @@ public final class ProcessHandle: Sendable {
     }
 
     /// Sends `term` from this process.
-    public func send(_ term: Term, to destination: Destination) async throws {
+    nonisolated(nonsending) public func send(_ term: Term, to destination: Destination) async throws {
         try await node.send(.term(term), to: destination, from: pid)
         if sliceEnded() { await Task.yield() }
     }
