@@ -68,9 +68,11 @@ public struct MalformedBatch: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Cuts frames out of a byte stream in place. Bytes accumulate in one buffer; each
-/// call hands back every complete frame as a slice of it. The declared length is
-/// checked against the limit before any allocation.
+/// Cuts frames out of a byte stream in place: each call hands back every complete frame
+/// as a slice of the bytes it was given. Only a frame split across reads is copied, and
+/// only that frame: its head waits in a buffer and takes from the next read just the bytes
+/// it lacks, and the rest of that read is cut in place. The declared length is checked
+/// against the limit before any allocation.
 public struct FrameParser: Sendable {
     var cumulation: ByteBuffer?
     /// Largest `length` field accepted.
@@ -80,36 +82,68 @@ public struct FrameParser: Sendable {
         self.maxFrameSize = maxFrameSize
     }
 
-    /// Appends `bytes` and calls `body` for each complete frame, in order. Stops at the
-    /// first error `body` throws (the remaining bytes stay buffered).
+    /// Calls `body` for each complete frame that `bytes` ends or holds, in order, and keeps
+    /// the head of an incomplete last frame for the next call. Stops at the first error
+    /// `body` throws (the bytes after that frame stay buffered).
     public mutating func consume(_ bytes: ByteBuffer, _ body: (Frame) throws -> Void) throws {
-        if cumulation == nil || cumulation!.readableBytes == 0 {
-            cumulation = bytes
-        } else {
-            var incoming = bytes
-            cumulation!.writeBuffer(&incoming)
-        }
-        var buffer = cumulation!
-        cumulation = nil
-        defer {
-            if buffer.readableBytes > 0 {
-                buffer.discardReadBytes()
-                cumulation = buffer
+        var incoming = bytes
+        defer { if incoming.readableBytes > 0 { keep(incoming) } }
+        if var head = cumulation {
+            cumulation = nil
+            // Copying a whole read into the buffered head cost 2-5% of a receiving loop's
+            // time with 1 KiB frames: take only what the frame lacks (its length first).
+            while case let missing = try missingBytes(head), missing > 0 {
+                guard incoming.readableBytes > 0 else {
+                    keep(head)
+                    return
+                }
+                var piece = incoming.readSlice(length: min(missing, incoming.readableBytes))!
+                head.writeBuffer(&piece)
             }
+            try body(try next(&head)!)
         }
-        while let frame = try next(&buffer) {
+        while let frame = try next(&incoming) {
             try body(frame)
         }
     }
 
-    /// Reads one whole frame from the front of `buffer`, or nil when it is incomplete.
-    func next(_ buffer: inout ByteBuffer) throws(MalformedFrame) -> Frame? {
+    /// Keeps `head`, the start of a frame, in a buffer of its own sized for the whole
+    /// frame once its length is known. Left in the read's buffer, the first write into it
+    /// would copy it into a buffer as large as that one (64 KiB and more): an allocation
+    /// and fresh pages per split frame.
+    mutating func keep(_ head: ByteBuffer) {
+        let whole = (try? declaredSize(head)).map { 4 + $0 } ?? 4 + Frame.headerSize
+        if head.capacity <= whole {
+            cumulation = head
+            return
+        }
+        var own = ByteBufferAllocator().buffer(capacity: max(whole, head.readableBytes))
+        var bytes = head
+        own.writeBuffer(&bytes)
+        cumulation = own
+    }
+
+    /// How many bytes `head`, the start of one frame, lacks to be whole: first those of
+    /// its length field, then those the length declares.
+    func missingBytes(_ head: ByteBuffer) throws(MalformedFrame) -> Int {
+        guard let size = try declaredSize(head) else { return 4 - head.readableBytes }
+        return 4 + size - head.readableBytes
+    }
+
+    /// The `length` field of the frame at the front of `buffer`, checked against the
+    /// limit; nil until its 4 bytes are there.
+    func declaredSize(_ buffer: ByteBuffer) throws(MalformedFrame) -> Int? {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         let size = Int(length)
         guard size <= maxFrameSize, size >= Frame.headerSize else {
             throw MalformedFrame(length: size, limit: maxFrameSize)
         }
-        guard buffer.readableBytes >= 4 + size else { return nil }
+        return size
+    }
+
+    /// Reads one whole frame from the front of `buffer`, or nil when it is incomplete.
+    func next(_ buffer: inout ByteBuffer) throws(MalformedFrame) -> Frame? {
+        guard let size = try declaredSize(buffer), buffer.readableBytes >= 4 + size else { return nil }
         let start = buffer.readerIndex
         let kind = buffer.getInteger(at: start + 4, as: UInt8.self)!
         let flags = buffer.getInteger(at: start + 5, as: UInt8.self)!
@@ -122,7 +156,7 @@ public struct FrameParser: Sendable {
     /// Calls `body` for each frame of `batch`, which must hold whole frames only (an
     /// inflated batch frame's payload).
     public static func forEachFrame(in batch: ByteBuffer, maxFrameSize: Int, _ body: (Frame) throws -> Void) throws {
-        var parser = FrameParser(maxFrameSize: maxFrameSize)
+        let parser = FrameParser(maxFrameSize: maxFrameSize)
         var buffer = batch
         while let frame = try parser.next(&buffer) { try body(frame) }
         guard buffer.readableBytes == 0 else { throw MalformedBatch(trailingBytes: buffer.readableBytes) }

@@ -39,6 +39,25 @@ struct FrameParserTests {
         #expect(same(try parse(bytes.map { [$0][...] })), "byte by byte")
     }
 
+    @Test("only a frame split across reads is copied: the frames after it are cut from the read in place")
+    func inPlace() throws {
+        let (bytes, frames) = Self.stream()
+        var parser = FrameParser(maxFrameSize: 1024)
+        try parser.consume(ByteBuffer(bytes: bytes[..<7])) { _ in Issue.record("the first frame is not whole yet") }
+        let read = ByteBuffer(bytes: bytes[7...])
+        let memory = read.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!)..<UInt(bitPattern: $0.baseAddress!) + UInt($0.count) }
+        var fromTheRead: [Bool] = []
+        var payloads: [[UInt8]] = []
+        try parser.consume(read) { frame in
+            payloads.append(Array(frame.payload.readableBytesView))
+            fromTheRead.append(frame.payload.withUnsafeReadableBytes { memory.contains(UInt(bitPattern: $0.baseAddress!)) })
+        }
+        #expect(payloads == frames.map(\.2))
+        #expect(fromTheRead.first == false, "the split frame was put together in the parser's buffer")
+        #expect(fromTheRead.last == true, "the 300-byte frame after it is a slice of the read, not a copy")
+        #expect(parser.bufferedBytes == 0)
+    }
+
     @Test("a declared length above the limit is refused before the body arrives")
     func oversized() throws {
         var parser = FrameParser(maxFrameSize: 1024)
