@@ -56,6 +56,10 @@ final class NativeLinkHandler: ChannelInboundHandler {
     var lastRead = NIODeadline.now()
     var writtenAtLastLook = 0
     var batch: [Frame] = []
+    /// Frames and bytes of this read not yet added to the slot's receiver: counted under
+    /// its lock once a read, in `deliver`, rather than once a frame.
+    var unrecordedFrames: UInt64 = 0
+    var unrecordedBytes = 0
     /// This side's compression setting for what it sends.
     let compression: CompressionSettings
     /// Completed for a dialled or joining link once it is up (then set to nil).
@@ -131,6 +135,7 @@ final class NativeLinkHandler: ChannelInboundHandler {
             if case .data(let connection, let slot) = phase { try deliver(connection: connection, slot: slot, context: context) }
         } catch {
             batch.removeAll()
+            (unrecordedFrames, unrecordedBytes) = (0, 0)
             switch phase {
             case .handshake(var handshake):
                 let action = handshake.malformedInput("the peer's bytes are not a Junction handshake (\(error)): it does not speak Junction's protocol")
@@ -166,19 +171,15 @@ final class NativeLinkHandler: ChannelInboundHandler {
             return
         }
         if frame.kind == NativeFrameKind.heartbeat { return }
-        let inflater = try slot.receiver.withLock { (receiver) throws(NativeProtocolError) -> Inflater? in
-            receiver.frames += 1
-            receiver.bytes += Frame.prefixSize + frame.payload.readableBytes
-            receiver.bytesSinceAck += Frame.prefixSize + frame.payload.readableBytes
-            return receiver.inflater
-        }
+        unrecordedFrames += 1
+        unrecordedBytes += Frame.prefixSize + frame.payload.readableBytes
         switch frame.kind {
         case _ where Self.isMessage(frame.kind):
             guard frame.flags & FrameFlags.compressed != 0 else {
                 batch.append(frame)
                 return
             }
-            guard let inflater else {
+            guard let inflater = slot.receiver.withLock({ $0.inflater }) else {
                 throw NativeProtocolError("\(connection.peer) sent a compressed frame although compression was not negotiated")
             }
             var inflated = frame
@@ -209,7 +210,12 @@ final class NativeLinkHandler: ChannelInboundHandler {
             connection.activity.noteDelivery()
             try stack.delegate?.received(frames, on: connection)
         }
+        let (frames, bytes) = (unrecordedFrames, unrecordedBytes)
+        (unrecordedFrames, unrecordedBytes) = (0, 0)
         let ack = slot.receiver.withLock { receiver -> UInt64? in
+            receiver.frames += frames
+            receiver.bytes += bytes
+            receiver.bytesSinceAck += bytes
             guard receiver.frames - receiver.framesAtLastAck >= NativeConnection.ackEveryFrames || receiver.bytesSinceAck >= NativeConnection.ackEveryBytes
             else { return nil }
             receiver.framesAtLastAck = receiver.frames
