@@ -97,10 +97,6 @@ final class StallWatch: Sendable {
         }
     }
 
-    /// Drops what is known of a connection that is gone.
-    func forget(_ connection: ObjectIdentifier) {
-        _ = watches.withLock { $0.removeValue(forKey: connection) }
-    }
 }
 
 extension Node {
@@ -125,13 +121,12 @@ extension Node {
     }
 
     func scheduleStallCheck(_ connection: any PeerConnection) {
-        let key = ObjectIdentifier(connection)
         let loop = connection.sockets.first?.eventLoop ?? group.next()
-        loop.scheduleTask(in: stalls.period) { [weak self, weak connection] in
-            guard let self else { return }
-            guard let connection else { return self.stalls.forget(key) }
-            self.checkStall(connection)
-        }
+        // Held strongly, for one period at most after the connection ends (its waiting
+        // senders are let go then, and the check finds nothing to do): a weak reference
+        // would give every connection a side table, and each retain and release of it on
+        // the send path would take the runtime's slow path.
+        loop.scheduleTask(in: stalls.period) { self.checkStall(connection) }
     }
 
     func checkStall(_ connection: any PeerConnection) {
