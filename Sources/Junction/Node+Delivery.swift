@@ -45,6 +45,9 @@ extension Node: NativeStackDelegate {
         var next = 0
         while next < frames.count {
             try processes.withLookup { byName, byId in
+                // The frames of one read mostly go to one name: it is made a String and
+                // looked up once, while the registry's lock is held.
+                var lastName: (bytes: ByteBuffer, target: ProcessHandle?)?
                 while next < frames.count {
                     var body = frames[next].payload
                     let target: ProcessHandle?
@@ -52,10 +55,16 @@ extension Node: NativeStackDelegate {
                     case NativeFrameKind.monitor, NativeFrameKind.demonitor, NativeFrameKind.down:
                         return
                     case NativeFrameKind.sendName:
-                        guard let length = body.readInteger(as: UInt8.self), let processName = body.readString(length: Int(length)) else {
+                        guard let length = body.readInteger(as: UInt8.self), let nameBytes = body.readSlice(length: Int(length)) else {
                             throw NativeProtocolError("a message frame from \(connection.peer) has a malformed name")
                         }
-                        target = byName(mapping?.localName(processName) ?? processName)
+                        if let lastName, lastName.bytes == nameBytes {
+                            target = lastName.target
+                        } else {
+                            let processName = String(buffer: nameBytes)
+                            target = byName(mapping?.localName(processName) ?? processName)
+                            lastName = (nameBytes, target)
+                        }
                     default:
                         guard let (id, _) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
                             throw NativeProtocolError("a message frame from \(connection.peer) has a malformed pid")

@@ -504,7 +504,9 @@ public final class Node: Sendable {
 
     // MARK: - lifecycle
 
-    /// Closes every connection gracefully, unregisters, and stops the stacks.
+    /// Closes every connection gracefully, unregisters, and stops the stacks. A started
+    /// node lives until this returns, whoever else holds it: its stacks hold it while
+    /// they can call back.
     public func shutdown() async {
         for process in processes.all() { process.end() }
         await withTaskGroup(of: Void.self) { group in

@@ -4,6 +4,7 @@ import NIOPosix
 import JunctionCore
 import JunctionNative
 import JunctionTerm
+import JunctionTransport
 import Testing
 
 @testable import Junction
@@ -202,6 +203,44 @@ struct NativeClusterTests {
         let service = Task { try await EchoService.run(echo) }
         try await expectStillServes("target@localhost", registrarPort: registrar.port)
         service.cancel()
+        await node.shutdown()
+        await registrar.shutdown()
+    }
+
+    @Test("messages to several names in one read each reach their own process, in order; one to no such name is dropped")
+    func severalNamesInOneRead() async throws {
+        let registrar = try await startRegistrar()
+        let node = try await startNode(try nodeConfig("target@localhost", stacks: [("native", registrar.port)]))
+        let first = try node.spawn(name: "first")
+        let second = try node.spawn(name: "second")
+        let address = try #require(node.listening["native"]?.first)
+        let peer = try await RawPeer.connect(to: address, as: "mixer@localhost", target: "target@localhost", cookie: "test-cookie", flags: [])
+        // One write, so the node reads these frames together: the delivery path reuses a
+        // name's lookup for the frames after it, and must notice each change of name.
+        let order = ["first", "first", "second", "nobody", "first", "second", "second", "first"]
+        var bytes = ByteBuffer()
+        for (index, name) in order.enumerated() {
+            var body = ByteBuffer()
+            body.writeInteger(UInt8(name.utf8.count))
+            body.writeString(name)
+            try ETF.encode(.tuple([.atom("n"), .int(index)]), into: &body)
+            Frame.write(kind: NativeFrameKind.sendName, streamKey: 1, payload: body, into: &bytes)
+        }
+        try await peer.write(bytes)
+        func indices(_ process: ProcessHandle, count: Int) async throws -> [Int] {
+            var got: [Int] = []
+            for _ in 0..<count {
+                guard case .tuple(let elements) = try await process.receive(timeout: .seconds(10)).term(), case .int(let index) = elements[1] else {
+                    Issue.record("not the message sent")
+                    return got
+                }
+                got.append(index)
+            }
+            return got
+        }
+        #expect(try await indices(first, count: 4) == [0, 1, 4, 7])
+        #expect(try await indices(second, count: 3) == [2, 5, 6])
+        try? await peer.channel.close()
         await node.shutdown()
         await registrar.shutdown()
     }
