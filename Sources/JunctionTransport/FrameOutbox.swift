@@ -495,16 +495,19 @@ public final class FrameOutbox: Sendable {
     /// to single frames, so what is kept is only what the peer may lack.
     public func acknowledge(received: UInt64) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
-            while var first = state.unacknowledged.first, first.firstFrame < received {
-                let before = first.bytes.readableBytes
-                first.dropFrames(below: received)
-                state.unacknowledgedBytes -= before - first.bytes.readableBytes
-                if first.frames == 0 {
+            while let first = state.unacknowledged.first, first.firstFrame < received {
+                // A batch acknowledged whole goes at once; walking its frames one by one
+                // (256 and more per acknowledgement) held the lock the senders wait on.
+                if received >= first.endFrame {
+                    state.unacknowledgedBytes -= first.bytes.readableBytes
                     state.unacknowledged.removeFirst()
-                } else {
-                    state.unacknowledged[state.unacknowledged.startIndex] = first
-                    break
+                    continue
                 }
+                var partial = first
+                partial.dropFrames(below: received)
+                state.unacknowledgedBytes -= first.bytes.readableBytes - partial.bytes.readableBytes
+                state.unacknowledged[state.unacknowledged.startIndex] = partial
+                break
             }
             Self.forgetBatchFrames(below: received, &state)
             return Self.takeWaitersIfFree(&state, highWaterMark)

@@ -32,7 +32,19 @@ struct FrameOutboxTests {
         #expect(try written(channel) == Array(0..<30))
         // One batch of 30 frames was written; the peer has 25 of them.
         outbox.acknowledge(received: 25)
+        #expect(outbox.stats.unacknowledged == 5)
         #expect(try enqueue(outbox, 30..<31) == false)
+        // Two more batches; one acknowledgement covers the rest of the first, all of the
+        // second and part of the third, the next one all of the third.
+        channel.embeddedEventLoop.run()
+        #expect(try enqueue(outbox, 31..<34) == false)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel) == Array(30..<34))
+        outbox.acknowledge(received: 32)
+        #expect(outbox.stats.unacknowledged == 2)
+        outbox.acknowledge(received: 34)
+        #expect(outbox.stats.unacknowledged == 0)
+        #expect(try enqueue(outbox, 34..<43) == false, "nine frames fit under the mark again")
     }
 
     @Test("a new link gets the frames the peer lacks, then what waited, in order")
