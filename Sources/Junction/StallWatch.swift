@@ -96,7 +96,6 @@ final class StallWatch: Sendable {
             return (watch?.waiting ?? 0, watch?.stalledSince != nil)
         }
     }
-
 }
 
 extension Node {
