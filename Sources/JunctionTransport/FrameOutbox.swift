@@ -53,6 +53,10 @@ public final class FrameOutbox: Sendable {
         var nextFrame: UInt64 = 0
         var unacknowledged = Deque<SentBatch>()
         var unacknowledgedBytes = 0
+        /// Buffers of batches the peer acknowledged, emptied, for the next pending
+        /// frames: memory a sender has just written through, where a fresh allocation
+        /// would fault its pages in again (the allocator gives freed memory back).
+        var spares: [ByteBuffer] = []
         /// Batch frames among the pending and unacknowledged ones: their numbers and the
         /// messages each carries beyond one, so a loss can say how many messages it took.
         var batchFrames = Deque<(frame: UInt64, extraMessages: Int)>()
@@ -173,7 +177,7 @@ public final class FrameOutbox: Sendable {
         self.activity = activity
         self.allocator = channel?.allocator ?? ByteBufferAllocator()
         self.highWaterMark = highWaterMark
-        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: 64 << 10), coalescing: WriteCoalescing(window: coalescing)))
+        self.state = Mutex(State(channel: channel, pending: allocator.buffer(capacity: Self.pendingCapacity), coalescing: WriteCoalescing(window: coalescing)))
         let payload = allocator.buffer(capacity: 4096)
         self.compressor = Mutex(compression.map { Compressor(deflater: Deflater(settings: $0), payload: payload) })
         self.handoff = Mutex(Handoff())
@@ -479,7 +483,7 @@ public final class FrameOutbox: Sendable {
             let batch = state.pending
             state.unacknowledged.append(SentBatch(firstFrame: state.nextFrame - UInt64(state.pendingFrames), frames: state.pendingFrames, bytes: batch))
             state.unacknowledgedBytes += batch.readableBytes
-            state.pending = allocator.buffer(capacity: max(64 << 10, batch.readableBytes))
+            state.pending = state.spares.popLast() ?? allocator.buffer(capacity: max(Self.pendingCapacity, batch.readableBytes))
             state.pendingFrames = 0
             state.pendingMessages = 0
             state.bytesWritten += batch.readableBytes
@@ -491,25 +495,45 @@ public final class FrameOutbox: Sendable {
         }
     }
 
+    /// Capacity of a new pending buffer: a batch's worth of frames.
+    static let pendingCapacity = 64 << 10
+    /// Memory kept in spare buffers at most: the batches one acknowledgement covers
+    /// under load (a quarter of the high-water mark by default).
+    static let maxSpareBytes = 1 << 20
+
+    /// Keeps an acknowledged batch's buffer for the next pending frames, while the
+    /// spares hold at most `maxSpareBytes`. `bytes` must be the buffer's only
+    /// reference, or emptying it allocates anew.
+    static func recycle(_ bytes: inout ByteBuffer, _ state: inout State) {
+        guard state.spares.reduce(bytes.capacity, { $0 + $1.capacity }) <= maxSpareBytes else { return }
+        bytes.clear()
+        state.spares.append(bytes)
+    }
+
     /// The peer has received every frame numbered below `received`: forget them, down
     /// to single frames, so what is kept is only what the peer may lack.
     public func acknowledge(received: UInt64) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
-            while let first = state.unacknowledged.first, first.firstFrame < received {
+            // Frame numbers only: a copy of the batch would share its buffer, which then
+            // could not be emptied in place for reuse.
+            while let first = state.unacknowledged.first.map({ (start: $0.firstFrame, end: $0.endFrame) }), first.start < received {
                 // A batch acknowledged whole goes at once; walking its frames one by one
                 // (256 and more per acknowledgement) held the lock the senders wait on.
-                if received >= first.endFrame {
-                    state.unacknowledgedBytes -= first.bytes.readableBytes
-                    state.unacknowledged.removeFirst()
+                var batch = state.unacknowledged.removeFirst()
+                if received >= first.end {
+                    state.unacknowledgedBytes -= batch.bytes.readableBytes
+                    Self.recycle(&batch.bytes, &state)
                     continue
                 }
-                var partial = first
-                partial.dropFrames(below: received)
-                state.unacknowledgedBytes -= first.bytes.readableBytes - partial.bytes.readableBytes
-                state.unacknowledged[state.unacknowledged.startIndex] = partial
+                let bytes = batch.bytes.readableBytes
+                batch.dropFrames(below: received)
+                state.unacknowledgedBytes -= bytes - batch.bytes.readableBytes
+                state.unacknowledged.prepend(batch)
                 break
             }
             Self.forgetBatchFrames(below: received, &state)
+            // A slot with nothing in flight is quiet: its spares would only hold memory.
+            if state.unacknowledged.isEmpty && state.pending.readableBytes == 0 { state.spares.removeAll() }
             return Self.takeWaitersIfFree(&state, highWaterMark)
         }
         for waiter in waiters { waiter.resume() }
@@ -599,6 +623,7 @@ public final class FrameOutbox: Sendable {
                 state.closed = true
                 state.pending.clear()
                 state.unacknowledged.removeAll()
+                state.spares.removeAll()
                 defer { state.waiters = [] }
                 return (state.waiters, state.channel, batch)
             }

@@ -47,6 +47,37 @@ struct FrameOutboxTests {
         #expect(try enqueue(outbox, 34..<43) == false, "nine frames fit under the mark again")
     }
 
+    @Test("a busy slot writes its next frames into the memory of a batch the peer acknowledged; a quiet slot lets that memory go")
+    func acknowledgedMemoryIsReused() throws {
+        let channel = EmbeddedChannel()
+        let outbox = FrameOutbox(channel: channel, peer: "test", highWaterMark: 1 << 20)
+        // 200 frames of about 1 KiB grow the first batch's buffer to 256 KiB. A fresh
+        // buffer is sized to the batch before it: 64 KiB after a batch of ten frames.
+        _ = try enqueue(outbox, 0..<200)
+        channel.embeddedEventLoop.run()
+        let (firstAddress, firstCapacity) = try #require(try channel.readOutbound(as: ByteBuffer.self)).withUnsafeReadableBytes { bytes in
+            (UInt(bitPattern: bytes.baseAddress), bytes.count)
+        }
+        #expect(firstCapacity == 200 * 1010)
+        // Frames wait while the peer acknowledges the first batch: the slot is busy.
+        _ = try enqueue(outbox, 200..<210)
+        outbox.acknowledge(received: 200)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel) == Array(200..<210))
+        _ = try enqueue(outbox, 210..<220)
+        channel.embeddedEventLoop.run()
+        let third = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(third.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == firstAddress)
+        #expect(third.capacity == 256 << 10)
+        var parser = FrameParser(maxFrameSize: 1 << 20)
+        var keys: [UInt32] = []
+        try parser.consume(third) { keys.append($0.streamKey) }
+        #expect(keys == Array(210..<220))
+        // Everything acknowledged, nothing pending: no spare memory is kept.
+        outbox.acknowledge(received: 220)
+        #expect(outbox.state.withLock { $0.spares.isEmpty })
+    }
+
     @Test("a new link gets the frames the peer lacks, then what waited, in order")
     func retransmitOnAttach() throws {
         let first = EmbeddedChannel()
