@@ -4,8 +4,7 @@ import NIOCore
 public enum ETF {
     /// Appends `131` and the term.
     public static func encode(_ term: Term, into buffer: inout ByteBuffer) throws(ETFError) {
-        buffer.writeInteger(ETFTag.version)
-        try ETFEncoder.write(term, into: &buffer)
+        try ETFEncoder.write(term, into: &buffer, versioned: true)
     }
 
     /// The term as bytes, like `term_to_binary/1`; with a compression level, like

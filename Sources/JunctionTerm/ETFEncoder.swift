@@ -7,11 +7,12 @@ import NIOCore
 /// writes it with raw stores into space reserved once, so a small term costs one
 /// capacity check rather than one per field (PERFORMANCE.md).
 public enum ETFEncoder {
-    /// Appends the term without the version byte.
-    public static func write(_ term: Term, into buffer: inout ByteBuffer) throws(ETFError) {
-        let size = try encodedSize(term)
+    /// Appends the term, after the version byte when `versioned`.
+    public static func write(_ term: Term, into buffer: inout ByteBuffer, versioned: Bool = false) throws(ETFError) {
+        let size = try encodedSize(term) + (versioned ? 1 : 0)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
             var writer = RawWriter(base: raw.baseAddress!)
+            if versioned { writer.u8(ETFTag.version) }
             writer.term(term)
             precondition(writer.offset == size, "ETF size pass and write pass disagree for \(term)")
             return writer.offset

@@ -24,13 +24,21 @@ public struct Frame: Sendable {
 
     /// Appends one frame whose payload `body` writes; the length is patched afterwards,
     /// so the payload is encoded once, in place. On a thrown error nothing is appended.
+    /// The prefix is stored and patched through raw pointers: ByteBuffer's integer
+    /// writes each pass its exclusivity checks, which cost more than the stores.
     @inlinable
     public static func write<E: Error>(
         kind: UInt8, flags: UInt8 = 0, streamKey: UInt32, into buffer: inout ByteBuffer,
         body: (inout ByteBuffer) throws(E) -> Void
     ) throws(E) {
         let start = buffer.writerIndex
-        buffer.writeMultipleIntegers(UInt32(0), kind, flags, streamKey)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: prefixSize) { raw in
+            raw.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: kind, toByteOffset: 4, as: UInt8.self)
+            raw.storeBytes(of: flags, toByteOffset: 5, as: UInt8.self)
+            raw.storeBytes(of: streamKey.bigEndian, toByteOffset: 6, as: UInt32.self)
+            return prefixSize
+        }
         do {
             try body(&buffer)
         } catch {
@@ -38,7 +46,8 @@ public struct Frame: Sendable {
             throw error
         }
         let length = UInt32(buffer.writerIndex - start - 4)
-        buffer.setInteger(length, at: start)
+        let offset = start - buffer.readerIndex
+        buffer.withUnsafeMutableReadableBytes { $0.storeBytes(of: length.bigEndian, toByteOffset: offset, as: UInt32.self) }
     }
 
     /// Appends one frame with the given payload bytes.

@@ -263,9 +263,7 @@ public final class FrameOutbox: Sendable {
         into buffer: inout ByteBuffer, kind: UInt8, streamKey: UInt32, body: (inout ByteBuffer) throws(E) -> Void
     ) throws(E) {
         buffer.clear()
-        buffer.writeMultipleIntegers(UInt32(0), kind, UInt8(0), streamKey)
-        try body(&buffer)
-        buffer.setInteger(UInt32(buffer.readableBytes - 4), at: 0)
+        try Frame.write(kind: kind, streamKey: streamKey, into: &buffer, body: body)
     }
 
     /// Compresses the encoded frame in `compressor.payload` (encoded as a whole frame, so
@@ -419,15 +417,7 @@ public final class FrameOutbox: Sendable {
     ) throws(any Error) -> Bool {
         let (channel, due, backedUp) = try state.withLock { (state) throws(any Error) -> ((any Channel)?, NIODeadline?, Bool) in
             guard !state.closed else { throw OutboxClosed(peer: peer) }
-            let start = state.pending.writerIndex
-            state.pending.writeMultipleIntegers(UInt32(0), kind, flags, streamKey)
-            do throws(E) {
-                try body(&state.pending)
-            } catch {
-                state.pending.moveWriterIndex(to: start)
-                throw error
-            }
-            state.pending.setInteger(UInt32(state.pending.writerIndex - start - 4), at: start)
+            try Frame.write(kind: kind, flags: flags, streamKey: streamKey, into: &state.pending, body: body)
             state.pendingFrames += 1
             state.pendingMessages += messages
             if messages > 1 {
