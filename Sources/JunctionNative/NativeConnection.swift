@@ -14,6 +14,14 @@ public struct MessageTooLarge: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// A message to a process whose registered name does not fit a native frame.
+public struct NameTooLong: Error, Sendable, CustomStringConvertible {
+    public let name: String
+    public var description: String {
+        "the process name \"\(name.prefix(40))...\" takes \(name.utf8.count) bytes of UTF-8; a native frame carries names of up to 255: register the process under a shorter name"
+    }
+}
+
 /// One established native connection to a remote node: a pool of links, one per slot.
 /// Frames of one (sender, receiver) pair always use the slot their stream key picks,
 /// so their order holds while links come and go. Sends are thread-safe and batched.
@@ -85,10 +93,16 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     /// when its slot is backed up (see `waitUntilWritable`).
     @discardableResult
     public func send(toName name: String, streamKey: UInt32, payload: Payload) throws -> Bool {
-        try sendMessage(kind: NativeFrameKind.sendName, streamKey: streamKey, payload: payload) { buffer in
-            let nameBytes = name.utf8
-            buffer.writeInteger(UInt8(nameBytes.count))
-            buffer.writeBytes(nameBytes)
+        guard name.utf8.count <= 255 else { throw NameTooLong(name: name) }
+        return try sendMessage(kind: NativeFrameKind.sendName, streamKey: streamKey, payload: payload) { buffer in
+            var name = name
+            _ = name.withUTF8 { utf8 in
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 + utf8.count) { raw in
+                    raw.storeBytes(of: UInt8(utf8.count), as: UInt8.self)
+                    UnsafeMutableRawBufferPointer(rebasing: raw[1...]).copyMemory(from: UnsafeRawBufferPointer(utf8))
+                    return 1 + utf8.count
+                }
+            }
         }
     }
 

@@ -167,7 +167,7 @@ struct NativeClusterTests {
         await registrar.shutdown()
     }
 
-    @Test("a message larger than the agreed maximum is refused with the sizes named")
+    @Test("a message larger than the agreed maximum, or to a name longer than a frame carries, is refused with the sizes named, and later messages flow")
     func oversizedMessage() async throws {
         let registrar = try await startRegistrar()
         let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
@@ -179,6 +179,11 @@ struct NativeClusterTests {
             try await sender.send(.binary([UInt8](repeating: 1, count: 64 << 20)), to: .name("sink", on: "b@localhost"))
         }
         #expect(error.description.contains("exceeds the maximum of \(64 << 20) bytes"))
+        let longName = String(repeating: "n", count: 256)
+        let nameError = try await #require(throws: NameTooLong.self) {
+            try await sender.send(.atom("lost"), to: .name(longName, on: "b@localhost"))
+        }
+        #expect(nameError.description.contains("takes 256 bytes of UTF-8; a native frame carries names of up to 255"))
         try await sender.send(.atom("after"), to: .name("sink", on: "b@localhost"))
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("first"))
         #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("after"))
