@@ -11,6 +11,25 @@ struct PendingMessage: Sendable {
     var size: Int
 }
 
+/// The connection a process last sent on (`Node.send`). It stands for the table's
+/// entry while the table's generation is the one it was taken at, for up to
+/// `ConnectionTable.sendsPerLookup` sends: then a send looks the peer up again, which
+/// refreshes the connection's recency for least-recently-used eviction.
+struct CachedRoute: Sendable {
+    let peer: Atom
+    let connection: any PeerConnection
+    let generation: UInt64
+    var sends: UInt64 = 0
+
+    /// The connection for a send to `peer` while the table is at `generation`, or nil
+    /// when the table must be asked.
+    mutating func connection(to peer: Atom, generation: UInt64) -> (any PeerConnection)? {
+        guard generation == self.generation, sends < ConnectionTable.sendsPerLookup, peer == self.peer else { return nil }
+        sends += 1
+        return connection
+    }
+}
+
 /// All sends to one node failed because no route connected.
 public struct DialError: Error, Sendable, CustomStringConvertible {
     public let peer: String
@@ -68,6 +87,12 @@ final class ConnectionTable: Sendable {
     let goneWaiters = Mutex<[ObjectIdentifier: [CheckedContinuation<Void, Never>]]>([:])
     /// Counts sends and installs: the "time" of least-recently-used eviction.
     let useClock = Atomic<UInt64>(0)
+    /// Changes whenever a connection enters or leaves the table (under `entries`' lock):
+    /// a route cached at an older value may name a connection no longer in use.
+    let generation = Atomic<UInt64>(0)
+    /// Sends a cached route serves before the table is asked again, and the sends
+    /// between two refreshes of an entry's recency.
+    static let sendsPerLookup: UInt64 = 64
     let limits: LimitSettings
 
     init(limits: LimitSettings) { self.limits = limits }
@@ -80,7 +105,7 @@ final class ConnectionTable: Sendable {
                 // Recency in sends, refreshed every 64 sends so a busy connection does not
                 // rewrite its entry on each one.
                 let now = useClock.add(1, ordering: .relaxed).newValue
-                if now &- lastUse > 64 { entries[peer] = .connected(connection, lastUse: now) }
+                if now &- lastUse > Self.sendsPerLookup { entries[peer] = .connected(connection, lastUse: now) }
                 return .connection(connection)
             case .dialling(var dial):
                 let pending = message()
@@ -125,6 +150,7 @@ final class ConnectionTable: Sendable {
     func install(_ connection: any PeerConnection, send: (any PeerConnection, PendingMessage) throws -> Void) -> (any PeerConnection)? {
         let (outcome, replaced, waiters) = entries.withLock { entries -> (DialOutcome?, (any PeerConnection)?, [CheckedContinuation<Void, Never>]) in
             let peer = connection.peer.atom
+            generation.add(1, ordering: .releasing)
             switch entries[peer] {
             case .dialling(let dial):
                 for message in dial.queue { try? send(connection, message) }
@@ -159,9 +185,11 @@ final class ConnectionTable: Sendable {
     }
 
     /// The senders waiting for `connection` to leave the table, which it just did (called
-    /// under `entries`' lock; they are resumed after it).
+    /// under `entries`' lock; they are resumed after it). Moves the generation on, so
+    /// no cached route names it any more.
     private func gone(_ connection: any PeerConnection) -> [CheckedContinuation<Void, Never>] {
-        goneWaiters.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) ?? [] }
+        generation.add(1, ordering: .releasing)
+        return goneWaiters.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) ?? [] }
     }
 
     /// `connection` was lost: unless another one replaced it, its peer's messages are

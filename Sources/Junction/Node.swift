@@ -258,6 +258,13 @@ public final class Node: Sendable {
     /// (a peer that reads slower than this node sends), once it takes more; throws when
     /// no route connects.
     nonisolated(nonsending) public func send(_ payload: Payload, to destination: Destination, from sender: Pid? = nil) async throws {
+        try await send(payload, to: destination, from: sender, sendingProcess: nil)
+    }
+
+    /// `send` from `sendingProcess`, which keeps the connection it last used (`route`):
+    /// while the connection table has not changed since, its sends to the same node skip
+    /// the table (its lock, shared by every sender, and a hash of the node's name).
+    nonisolated(nonsending) func send(_ payload: Payload, to destination: Destination, from sender: Pid?, sendingProcess: ProcessHandle?) async throws {
         let peer: Atom
         switch destination {
         case .name(let process, let node):
@@ -287,13 +294,21 @@ public final class Node: Sendable {
         // failing. Each round needs a connection that ended: a few rounds are plenty.
         for _ in 0..<4 {
             let routing: ConnectionTable.Routing
-            do {
-                // Built only when it must wait for a dial (an autoclosure).
-                routing = try connections.route(
-                    peer, message: PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize))
-            } catch {
-                metrics.dropped(1, reason: "pending_queue_full")
-                throw error
+            let generation = connections.generation.load(ordering: .acquiring)
+            if let connection = sendingProcess?.route.withLock({ $0?.connection(to: peer, generation: generation) }) {
+                routing = .connection(connection)
+            } else {
+                do {
+                    // Built only when it must wait for a dial (an autoclosure).
+                    routing = try connections.route(
+                        peer, message: PendingMessage(destination: destination, sender: sender, streamKey: streamKey, payload: payload, size: payload.estimatedSize))
+                } catch {
+                    metrics.dropped(1, reason: "pending_queue_full")
+                    throw error
+                }
+                // Read before the look-up: a table that changes meanwhile leaves the cached
+                // route at an older generation, which the next send does not trust.
+                if case .connection(let connection) = routing { sendingProcess?.route.withLock { $0 = CachedRoute(peer: peer, connection: connection, generation: generation) } }
             }
             switch routing {
             case .connection(let connection):

@@ -24,7 +24,11 @@ public final class ProcessHandle: Sendable {
     public let pid: Pid
     public let name: String?
     let mailbox: Mailbox
-    unowned let node: Node
+    /// Strong: the node holds its processes until they exit or it shuts down, which
+    /// ends them all (an unowned reference cost a runtime check on every send).
+    let node: Node
+    /// The connection of this process's last send to another node (`Node.send`).
+    let route = Mutex<CachedRoute?>(nil)
     /// Sends and receives so far. A send that finds room and a receive that finds a
     /// message do not suspend, so a process looping over them would keep its thread of
     /// Swift's cooperative pool (as many threads as cores) and starve everything else
@@ -74,7 +78,7 @@ public final class ProcessHandle: Sendable {
 
     /// Sends `term` from this process.
     nonisolated(nonsending) public func send(_ term: Term, to destination: Destination) async throws {
-        try await node.send(.term(term), to: destination, from: pid)
+        try await node.send(.term(term), to: destination, from: pid, sendingProcess: self)
         if sliceEnded() { await Task.yield() }
     }
 

@@ -192,6 +192,29 @@ struct NativeClusterTests {
         await registrar.shutdown()
     }
 
+    @Test("a process keeps sending to a node whose connection closed: its next message goes on a new connection")
+    func sendsFollowANewConnection() async throws {
+        let registrar = try await startRegistrar()
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        let sink = try b.spawn(name: "sink")
+        let sender = try a.spawn()
+        // The first send waits for the dial; the second finds the connection, which the
+        // sender then remembers. Closing it must not leave the sender sending there.
+        try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost"))
+        try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost"))
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one"))
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one"))
+        let first = try #require(a.connection(to: "b@localhost"))
+        await first.closeAndWait()
+        try await sender.send(.atom("two"), to: .name("sink", on: "b@localhost"))
+        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("two"))
+        #expect(a.connection(to: "b@localhost") !== first)
+        await a.shutdown()
+        await b.shutdown()
+        await registrar.shutdown()
+    }
+
     @Test("a peer that sends garbage instead of a hello is disconnected, logged, and the node goes on")
     func garbagePeer() async throws {
         let registrar = try await startRegistrar()
