@@ -114,23 +114,15 @@ final class NativeLinkHandler: ChannelInboundHandler {
         BusyPoll.touch(context.eventLoop)
         if case .data(_, let slot) = phase { slot.receiver.withLock { $0.lastRead = lastRead } }
         do {
-            try parser.consume(bytes) { frame in
-                switch phase {
-                case .data(let connection, let slot): try dataFrame(frame, connection: connection, slot: slot, context: context)
-                case .handshake(var handshake):
-                    if case .acceptor = handshake.role, frame.kind == NativeFrameKind.join {
-                        acceptJoin(frame, context: context)
-                        return
-                    }
-                    if let local = tlsFingerprint, handshake.channelBinding.isEmpty {
-                        handshake.channelBinding = try channelBinding(local: local, context: context)
-                    }
-                    let action = handshake.receive(frame, now: .now())
-                    phase = .handshake(handshake)
-                    perform(action, context: context)
-                case .joining(let connection, let slot, let request): try joinAnswered(frame, connection: connection, slot: slot, request: request, context: context)
-                case .closed: break
+            if case .data(let connection, let slot) = phase {
+                // The data phase, bound once per read rather than once per frame (each
+                // binding retains the connection and the slot). A frame may end it.
+                try parser.consume(bytes) { frame in
+                    guard case .data = phase else { return }
+                    try dataFrame(frame, connection: connection, slot: slot, context: context)
                 }
+            } else {
+                try consumeOutsideDataPhase(bytes, context: context)
             }
             if case .data(let connection, let slot) = phase { try deliver(connection: connection, slot: slot, context: context) }
         } catch {
@@ -149,6 +141,29 @@ final class NativeLinkHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             default:
                 protocolError(error, context: context)
+            }
+        }
+    }
+
+    /// Cuts a read that came before the data phase: handshake, join, or after close. A
+    /// frame may move the link into the data phase; the ones after it are data frames.
+    func consumeOutsideDataPhase(_ bytes: ByteBuffer, context: ChannelHandlerContext) throws {
+        try parser.consume(bytes) { frame in
+            switch phase {
+            case .data(let connection, let slot): try dataFrame(frame, connection: connection, slot: slot, context: context)
+            case .handshake(var handshake):
+                if case .acceptor = handshake.role, frame.kind == NativeFrameKind.join {
+                    acceptJoin(frame, context: context)
+                    return
+                }
+                if let local = tlsFingerprint, handshake.channelBinding.isEmpty {
+                    handshake.channelBinding = try channelBinding(local: local, context: context)
+                }
+                let action = handshake.receive(frame, now: .now())
+                phase = .handshake(handshake)
+                perform(action, context: context)
+            case .joining(let connection, let slot, let request): try joinAnswered(frame, connection: connection, slot: slot, request: request, context: context)
+            case .closed: break
             }
         }
     }
