@@ -150,6 +150,8 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 $0.lastRead = lastRead
             }
         }
+        // Read once per read, not per message: the stack keeps its node behind a lock.
+        let delegate = stack.delegate
         while let length = inbound.getInteger(at: inbound.readerIndex, as: UInt32.self) {
             guard Int(length) <= limit else {
                 fail(DistributionError("\(connection.peer) sent a \(length)-byte packet, over the maximum message size of \(stack.settings.maxMessageSize) bytes"), context: context)
@@ -168,7 +170,7 @@ final class ErlangLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 if let message = try decoder.decode(packet) {
                     messages += 1
                     connection.activity.noteDelivery()
-                    try stack.delegate?.received(message, on: connection)
+                    try delegate?.received(message, on: connection)
                 }
             } catch {
                 fail(error, context: context)
