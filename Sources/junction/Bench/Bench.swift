@@ -420,6 +420,9 @@ struct BenchRun: AsyncParsableCommand {
         print("Junction's stream-mode deflater alone (level 1 looking for 12-byte matches, a sync flush per record), one core: \(Int(report.deflaterRate)) records/s")
         print("Plain zlib inflating that flushed stream, a record per call, one core: \(Int(report.zlibInflateRate)) records/s")
         print("Junction's stream-mode inflater alone (what the deflater made of the same records, a frame each), one core: \(Int(report.inflaterRate)) records/s")
+        print(
+            "N-to-N over 1-to-1 `stream` on \(ProcessInfo.processInfo.activeProcessorCount) cores, if nothing ran but these two (a pair's deflate is serial,"
+                + " every record is inflated too): at most \(format(report.nToNCeiling))x")
         print("\n| round trip (echo call) | calls | p50 us | p90 us | p99 us | max us |")
         print("| --- | --- | --- | --- | --- | --- |")
         for (name, latency) in [("Junction", report.junctionLatency), ("Erlang", report.erlangLatency)] {

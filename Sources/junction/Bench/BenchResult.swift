@@ -1,3 +1,5 @@
+import Foundation
+
 /// Throughput of one scenario on one side (Junction or Erlang), over the timed runs.
 struct ThroughputResult: Codable, Sendable {
     var messagesPerRun: Int
@@ -97,6 +99,16 @@ struct BenchReport: Codable, Sendable {
     var inflaterRate: Double
     var junctionLatency: LatencyResult
     var erlangLatency: LatencyResult?
+
+    /// How much faster N pairs can compress than one, on this machine's cores, if they
+    /// did nothing but deflate and inflate: one pair runs at most at the deflater's rate
+    /// (its deflate stream is serial), N pairs share the cores between deflate and
+    /// inflate. Batches make deflate and inflate cheaper in about the same proportion
+    /// (`Benchmarks/probes/deflate-tune.c`), so it holds for them too. Work beyond zlib on
+    /// the receiving side lowers it further.
+    var nToNCeiling: Double {
+        Double(ProcessInfo.processInfo.activeProcessorCount) / (1 + deflaterRate / inflaterRate)
+    }
 }
 
 func median(_ values: [Double]) -> Double {
