@@ -11,6 +11,25 @@ import Testing
 
 @Suite("Native nodes on loopback")
 struct NativeClusterTests {
+    /// Nodes a and b on one registrar, a process registered as "sink" on b and one on a
+    /// to send; all stopped after `body`.
+    func withSinkAndSender(_ body: (Node, ProcessHandle, ProcessHandle) async throws -> Void) async throws {
+        let registrar = try await startRegistrar()
+        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
+        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
+        let outcome: Result<Void, any Error>
+        do {
+            try await body(a, try b.spawn(name: "sink"), try a.spawn())
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        await a.shutdown()
+        await b.shutdown()
+        await registrar.shutdown()
+        try outcome.get()
+    }
+
     @Test("two nodes exchange 100,000 messages in order")
     func hundredThousandInOrder() async throws {
         let registrar = try await startRegistrar()
@@ -169,50 +188,54 @@ struct NativeClusterTests {
 
     @Test("a message larger than the agreed maximum, or to a name longer than a frame carries, is refused with the sizes named, and later messages flow")
     func oversizedMessage() async throws {
-        let registrar = try await startRegistrar()
-        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
-        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
-        let sink = try b.spawn(name: "sink")
-        let sender = try a.spawn()
-        try await sender.send(.atom("first"), to: .name("sink", on: "b@localhost"))
-        let error = try await #require(throws: MessageTooLarge.self) {
-            try await sender.send(.binary([UInt8](repeating: 1, count: 64 << 20)), to: .name("sink", on: "b@localhost"))
+        try await withSinkAndSender { a, sink, sender in
+            try await sender.send(.atom("first"), to: .name("sink", on: "b@localhost"))
+            let error = try await #require(throws: MessageTooLarge.self) {
+                try await sender.send(.binary([UInt8](repeating: 1, count: 64 << 20)), to: .name("sink", on: "b@localhost"))
+            }
+            #expect(error.description.contains("exceeds the maximum of \(64 << 20) bytes"))
+            let longName = String(repeating: "n", count: 256)
+            let nameError = try await #require(throws: NameTooLong.self) {
+                try await sender.send(.atom("lost"), to: .name(longName, on: "b@localhost"))
+            }
+            #expect(nameError.description.contains("takes 256 bytes of UTF-8; a native frame carries names of up to 255"))
+            try await sender.send(.atom("after"), to: .name("sink", on: "b@localhost"))
+            #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("first"))
+            #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("after"))
         }
-        #expect(error.description.contains("exceeds the maximum of \(64 << 20) bytes"))
-        let longName = String(repeating: "n", count: 256)
-        let nameError = try await #require(throws: NameTooLong.self) {
-            try await sender.send(.atom("lost"), to: .name(longName, on: "b@localhost"))
-        }
-        #expect(nameError.description.contains("takes 256 bytes of UTF-8; a native frame carries names of up to 255"))
-        try await sender.send(.atom("after"), to: .name("sink", on: "b@localhost"))
-        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("first"))
-        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("after"))
-        await a.shutdown()
-        await b.shutdown()
-        await registrar.shutdown()
     }
 
     @Test("a process keeps sending to a node whose connection closed: its next message goes on a new connection")
     func sendsFollowANewConnection() async throws {
-        let registrar = try await startRegistrar()
-        let a = try await startNode(try nodeConfig("a@localhost", stacks: [("native", registrar.port)]))
-        let b = try await startNode(try nodeConfig("b@localhost", stacks: [("native", registrar.port)]))
-        let sink = try b.spawn(name: "sink")
-        let sender = try a.spawn()
-        // The first send waits for the dial; the second finds the connection, which the
-        // sender then remembers. Closing it must not leave the sender sending there.
-        try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost"))
-        try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost"))
-        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one"))
-        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one"))
-        let first = try #require(a.connection(to: "b@localhost"))
-        await first.closeAndWait()
-        try await sender.send(.atom("two"), to: .name("sink", on: "b@localhost"))
-        #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("two"))
-        #expect(a.connection(to: "b@localhost") !== first)
-        await a.shutdown()
-        await b.shutdown()
-        await registrar.shutdown()
+        try await withSinkAndSender { a, sink, sender in
+            // The first send waits for the dial; the second finds the connection, which the
+            // sender then remembers. Closing it must not leave the sender sending there.
+            try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost"))
+            try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost"))
+            #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one"))
+            #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one"))
+            let first = try #require(a.connection(to: "b@localhost"))
+            await first.closeAndWait()
+            try await sender.send(.atom("two"), to: .name("sink", on: "b@localhost"))
+            #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("two"))
+            #expect(a.connection(to: "b@localhost") !== first)
+        }
+    }
+
+    @Test("a message that a connection refuses because it just ended, before its end is announced, goes on the next connection, once")
+    func refusedMessageFollowsTheNextConnection() async throws {
+        try await withSinkAndSender { a, sink, sender in
+            for _ in 0..<2 { try await sender.send(.atom("one"), to: .name("sink", on: "b@localhost")) }
+            for _ in 0..<2 { #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("one")) }
+            // Its outboxes refuse messages at once; the node hears of the end only once its
+            // links' channels have closed, on their event loops. The send in between finds
+            // the connection (the sender's cached route, or the table) and is refused.
+            let first = try #require(a.connection(to: "b@localhost"))
+            first.abort()
+            try await sender.send(.atom("two"), to: .name("sink", on: "b@localhost"))
+            #expect(try await sink.receive(timeout: .seconds(10)).term() == .atom("two"))
+            #expect(a.connection(to: "b@localhost") !== first)
+        }
     }
 
     @Test("a peer that sends garbage instead of a hello is disconnected, logged, and the node goes on")
