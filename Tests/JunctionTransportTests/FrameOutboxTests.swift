@@ -55,10 +55,10 @@ struct FrameOutboxTests {
         // buffer is sized to the batch before it: 64 KiB after a batch of ten frames.
         _ = try enqueue(outbox, 0..<200)
         channel.embeddedEventLoop.run()
-        let (firstAddress, firstCapacity) = try #require(try channel.readOutbound(as: ByteBuffer.self)).withUnsafeReadableBytes { bytes in
+        let (firstAddress, firstSize) = try #require(try channel.readOutbound(as: ByteBuffer.self)).withUnsafeReadableBytes { bytes in
             (UInt(bitPattern: bytes.baseAddress), bytes.count)
         }
-        #expect(firstCapacity == 200 * 1010)
+        #expect(firstSize == 200 * 1010)
         // Frames wait while the peer acknowledges the first batch: the slot is busy.
         _ = try enqueue(outbox, 200..<210)
         outbox.acknowledge(received: 200)
