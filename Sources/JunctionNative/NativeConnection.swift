@@ -111,7 +111,12 @@ public final class NativeConnection: Sendable, CustomStringConvertible {
     @discardableResult
     public func send(toPid pid: Pid, streamKey: UInt32, payload: Payload) throws -> Bool {
         try sendMessage(kind: NativeFrameKind.sendPid, streamKey: streamKey, payload: payload) { buffer in
-            buffer.writeMultipleIntegers(pid.id, pid.serial)
+            // Raw stores, as for names: ByteBuffer's integer writes cost more than the stores.
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 8) { raw in
+                raw.storeBytes(of: pid.id.bigEndian, as: UInt32.self)
+                raw.storeBytes(of: pid.serial.bigEndian, toByteOffset: 4, as: UInt32.self)
+                return 8
+            }
         }
     }
 
